@@ -1,0 +1,93 @@
+// Thin RAII over the SQLite C API: a connection, prepared statements and
+// transaction scopes. Nothing here knows gitopsd's tables (see store.h).
+//
+// A Transaction commits only when Commit() is called; its destructor rolls
+// back, so an early return can never half-apply a change.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "sync/status.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace gitopsd::sqlite {
+
+class Statement;
+
+class Database {
+ public:
+  // Opens (creating if asked) the file; sets WAL, foreign keys and a busy
+  // timeout. Fails with a message naming the file when it is not a database.
+  static Result<Database> Open(const std::string& path, bool create);
+  Database(Database&&) noexcept;
+  Database& operator=(Database&&) noexcept;
+  Database(const Database&) = delete;
+  Database& operator=(const Database&) = delete;
+  ~Database();
+
+  Status Exec(std::string_view sql);  // one or more statements, no results
+  Result<Statement> Prepare(std::string_view sql);
+  int64_t LastInsertRowId() const;
+  int Changes() const;
+  std::string LastError() const;
+  sqlite3* handle() const { return db_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  Database(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  sqlite3* db_ = nullptr;
+  std::string path_;
+};
+
+// A prepared statement. Bind parameters are 1-based; column indexes 0-based.
+class Statement {
+ public:
+  Statement(Statement&&) noexcept;
+  Statement& operator=(Statement&&) noexcept;
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+  ~Statement();
+
+  Statement& Bind(int index, std::string_view text);
+  Statement& Bind(int index, int64_t value);
+  Statement& BindNull(int index);
+  Statement& BindOptional(int index, const std::optional<std::string>& text);
+
+  // Steps once: true when a row is available, false when done.
+  Result<bool> Step();
+  // Steps to completion (for statements without results).
+  Status Run();
+  void Reset();
+
+  std::string Text(int col) const;
+  int64_t Int(int col) const;
+  bool IsNull(int col) const;
+
+ private:
+  friend class Database;
+  Statement(sqlite3_stmt* stmt, sqlite3* db) : stmt_(stmt), db_(db) {}
+  sqlite3_stmt* stmt_ = nullptr;
+  sqlite3* db_ = nullptr;
+};
+
+// BEGIN IMMEDIATE ... COMMIT, rolled back on destruction unless committed.
+class Transaction {
+ public:
+  static Result<Transaction> Begin(Database& db);
+  Transaction(Transaction&& other) noexcept : db_(other.db_) { other.db_ = nullptr; }
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+  ~Transaction();
+  Status Commit();
+
+ private:
+  explicit Transaction(Database* db) : db_(db) {}
+  Database* db_;
+};
+
+}  // namespace gitopsd::sqlite
