@@ -28,19 +28,27 @@ Result<Database> Database::Open(const std::string& path, bool create) {
   return database;
 }
 
-Database::Database(Database&& o) noexcept : db_(o.db_), path_(std::move(o.path_)) { o.db_ = nullptr; }
+Database::Database(Database&& o) noexcept
+    : db_(o.db_), path_(std::move(o.path_)), cache_(std::move(o.cache_)) {
+  o.db_ = nullptr;
+}
 
 Database& Database::operator=(Database&& o) noexcept {
   if (this != &o) {
+    cache_.clear();
     sqlite3_close(db_);
     db_ = o.db_;
     path_ = std::move(o.path_);
+    cache_ = std::move(o.cache_);
     o.db_ = nullptr;
   }
   return *this;
 }
 
-Database::~Database() { sqlite3_close(db_); }
+Database::~Database() {
+  cache_.clear();  // statements are finalised before the connection closes
+  sqlite3_close(db_);
+}
 
 Status Database::Exec(std::string_view sql) {
   std::string s(sql);
@@ -60,6 +68,18 @@ Result<Statement> Database::Prepare(std::string_view sql) {
     return Fail("state database " + path_ + ": " + LastError());
   }
   return Statement(stmt, db_);
+}
+
+Result<Statement*> Database::Cached(const std::string& sql) {
+  auto it = cache_.find(sql);
+  if (it == cache_.end()) {
+    auto st = Prepare(sql);
+    if (!st) return std::unexpected(st.error());
+    it = cache_.emplace(sql, std::make_unique<Statement>(std::move(*st))).first;
+  } else {
+    it->second->Reset();
+  }
+  return it->second.get();
 }
 
 int64_t Database::LastInsertRowId() const { return sqlite3_last_insert_rowid(db_); }

@@ -5,6 +5,7 @@
 // back, so an early return can never half-apply a change.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -32,6 +33,10 @@ class Database {
 
   Status Exec(std::string_view sql);  // one or more statements, no results
   Result<Statement> Prepare(std::string_view sql);
+  // A statement prepared once per connection and reused: reset, bindings
+  // cleared. The pointer stays valid for the connection's lifetime; not for
+  // concurrent use (callers serialise access to the connection).
+  Result<Statement*> Cached(const std::string& sql);
   int64_t LastInsertRowId() const;
   int Changes() const;
   std::string LastError() const;
@@ -42,6 +47,7 @@ class Database {
   Database(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
   sqlite3* db_ = nullptr;
   std::string path_;
+  std::map<std::string, std::unique_ptr<Statement>> cache_;
 };
 
 // A prepared statement. Bind parameters are 1-based; column indexes 0-based.

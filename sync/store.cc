@@ -285,40 +285,40 @@ Result<int64_t> Store::CountObjects() const {
 // ---- Tx ----
 
 Result<std::optional<FileRecord>> Tx::GetFile(const std::string& repo, const std::string& path) {
-  auto st = db_.Prepare(
+  auto st = db_.Cached(
       "SELECT repository, path, blob_id, kind, name, valid, body FROM files "
       "WHERE repository = ?1 AND path = ?2");
   if (!st) return std::unexpected(st.error());
-  st->Bind(1, repo).Bind(2, path);
-  auto row = st->Step();
+  (*st)->Bind(1, repo).Bind(2, path);
+  auto row = (*st)->Step();
   if (!row) return std::unexpected(row.error());
   if (!*row) return std::optional<FileRecord>();
-  return std::optional<FileRecord>(ReadFile(*st));
+  return std::optional<FileRecord>(ReadFile(**st));
 }
 
 Result<std::vector<FileRecord>> Tx::FilesClaiming(const std::string& kind,
                                                   const std::string& name) {
-  auto st = db_.Prepare(
+  auto st = db_.Cached(
       "SELECT repository, path, blob_id, kind, name, valid, body FROM files "
       "WHERE kind = ?1 AND name = ?2 ORDER BY repository, path");
   if (!st) return std::unexpected(st.error());
-  st->Bind(1, kind).Bind(2, name);
+  (*st)->Bind(1, kind).Bind(2, name);
   std::vector<FileRecord> out;
   while (true) {
-    auto row = st->Step();
+    auto row = (*st)->Step();
     if (!row) return std::unexpected(row.error());
     if (!*row) break;
-    out.push_back(ReadFile(*st));
+    out.push_back(ReadFile(**st));
   }
   return out;
 }
 
 Status Tx::PutFile(const FileRecord& f) {
-  auto st = db_.Prepare(
+  auto st = db_.Cached(
       "INSERT OR REPLACE INTO files (repository, path, blob_id, kind, name, valid, body) "
       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
   if (!st) return std::unexpected(st.error());
-  return st->Bind(1, f.repository)
+  return (*st)->Bind(1, f.repository)
       .Bind(2, f.path)
       .Bind(3, f.blob_id)
       .Bind(4, f.kind)
@@ -329,21 +329,21 @@ Status Tx::PutFile(const FileRecord& f) {
 }
 
 Status Tx::DeleteFile(const std::string& repo, const std::string& path) {
-  auto st = db_.Prepare("DELETE FROM files WHERE repository = ?1 AND path = ?2");
+  auto st = db_.Cached("DELETE FROM files WHERE repository = ?1 AND path = ?2");
   if (!st) return std::unexpected(st.error());
-  return st->Bind(1, repo).Bind(2, path).Run();
+  return (*st)->Bind(1, repo).Bind(2, path).Run();
 }
 
 Result<std::optional<ObjectRecord>> Tx::GetObject(const std::string& kind,
                                                   const std::string& name) {
-  auto st = db_.Prepare(std::string("SELECT ") + kObjectColumns +
+  auto st = db_.Cached(std::string("SELECT ") + kObjectColumns +
                         " FROM objects WHERE kind = ?1 AND name = ?2");
   if (!st) return std::unexpected(st.error());
-  st->Bind(1, kind).Bind(2, name);
-  auto row = st->Step();
+  (*st)->Bind(1, kind).Bind(2, name);
+  auto row = (*st)->Step();
   if (!row) return std::unexpected(row.error());
   if (!*row) return std::optional<ObjectRecord>();
-  return std::optional<ObjectRecord>(ReadObject(*st));
+  return std::optional<ObjectRecord>(ReadObject(**st));
 }
 
 Result<bool> Tx::PutObject(const ObjectRecord& o) {
@@ -355,17 +355,17 @@ Result<bool> Tx::PutObject(const ObjectRecord& o) {
     if (e.body == o.body && e.path == o.path && e.repository == o.repository) {
       if (e.blob_id == o.blob_id) return false;
       // Same content under a new blob (whitespace): follow the blob, keep the revision.
-      auto st = db_.Prepare("UPDATE objects SET blob_id = ?3 WHERE kind = ?1 AND name = ?2");
+      auto st = db_.Cached("UPDATE objects SET blob_id = ?3 WHERE kind = ?1 AND name = ?2");
       if (!st) return std::unexpected(st.error());
-      TRY(st->Bind(1, o.kind).Bind(2, o.name).Bind(3, o.blob_id).Run());
+      TRY((*st)->Bind(1, o.kind).Bind(2, o.name).Bind(3, o.blob_id).Run());
       return false;
     }
     revision = e.revision + 1;
   }
-  auto st = db_.Prepare(std::string("INSERT OR REPLACE INTO objects (") + kObjectColumns +
+  auto st = db_.Cached(std::string("INSERT OR REPLACE INTO objects (") + kObjectColumns +
                         ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
   if (!st) return std::unexpected(st.error());
-  TRY(st->Bind(1, o.kind)
+  TRY((*st)->Bind(1, o.kind)
           .Bind(2, o.name)
           .Bind(3, o.repository)
           .Bind(4, o.path)
@@ -379,23 +379,41 @@ Result<bool> Tx::PutObject(const ObjectRecord& o) {
 }
 
 Status Tx::DeleteObject(const std::string& kind, const std::string& name) {
-  auto st = db_.Prepare("DELETE FROM objects WHERE kind = ?1 AND name = ?2");
+  auto st = db_.Cached("DELETE FROM objects WHERE kind = ?1 AND name = ?2");
   if (!st) return std::unexpected(st.error());
-  return st->Bind(1, kind).Bind(2, name).Run();
+  return (*st)->Bind(1, kind).Bind(2, name).Run();
 }
 
-Status Tx::ClearErrors(const std::string& repo, const std::string& path) {
-  auto st = db_.Prepare("DELETE FROM file_errors WHERE repository = ?1 AND path = ?2");
+Status Tx::ClearErrors(const std::string& repo, const std::string& path,
+                       const std::string& rule) {
+  auto st = db_.Cached(
+      "DELETE FROM file_errors WHERE repository = ?1 AND path = ?2 AND (?3 = '' OR rule = ?3)");
   if (!st) return std::unexpected(st.error());
-  return st->Bind(1, repo).Bind(2, path).Run();
+  return (*st)->Bind(1, repo).Bind(2, path).Bind(3, rule).Run();
+}
+
+Result<std::vector<FileRecord>> Tx::ListFiles(const std::string& repo) {
+  auto st = db_.Cached(
+      "SELECT repository, path, blob_id, kind, name, valid, body FROM files "
+      "WHERE repository = ?1 ORDER BY path");
+  if (!st) return std::unexpected(st.error());
+  (*st)->Bind(1, repo);
+  std::vector<FileRecord> out;
+  while (true) {
+    auto row = (*st)->Step();
+    if (!row) return std::unexpected(row.error());
+    if (!*row) break;
+    out.push_back(ReadFile(**st));
+  }
+  return out;
 }
 
 Status Tx::AddError(const FileError& e) {
-  auto st = db_.Prepare(
+  auto st = db_.Cached(
       "INSERT INTO file_errors (repository, path, line, col, message, rule, commit_id) "
       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
   if (!st) return std::unexpected(st.error());
-  return st->Bind(1, e.repository)
+  return (*st)->Bind(1, e.repository)
       .Bind(2, e.path)
       .Bind(3, int64_t{e.line})
       .Bind(4, int64_t{e.col})
@@ -407,11 +425,11 @@ Status Tx::AddError(const FileError& e) {
 
 Status Tx::SetApplied(const std::string& repo, const std::string& commit, int64_t at_ms,
                       int64_t duration_us) {
-  auto st = db_.Prepare(
+  auto st = db_.Cached(
       "UPDATE repositories SET applied_commit = ?2, last_sync_at_ms = ?3, "
       "last_sync_duration_us = ?4 WHERE name = ?1");
   if (!st) return std::unexpected(st.error());
-  return st->Bind(1, repo).Bind(2, commit).Bind(3, at_ms).Bind(4, duration_us).Run();
+  return (*st)->Bind(1, repo).Bind(2, commit).Bind(3, at_ms).Bind(4, duration_us).Run();
 }
 
 }  // namespace gitopsd::store

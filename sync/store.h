@@ -75,6 +75,7 @@ class Tx {
  public:
   Result<std::optional<FileRecord>> GetFile(const std::string& repo, const std::string& path);
   Result<std::vector<FileRecord>> FilesClaiming(const std::string& kind, const std::string& name);
+  Result<std::vector<FileRecord>> ListFiles(const std::string& repo);
   Status PutFile(const FileRecord& file);
   Status DeleteFile(const std::string& repo, const std::string& path);
 
@@ -84,7 +85,9 @@ class Tx {
   Result<bool> PutObject(const ObjectRecord& object);
   Status DeleteObject(const std::string& kind, const std::string& name);
 
-  Status ClearErrors(const std::string& repo, const std::string& path);
+  // Removes the errors recorded for a path (only those of `rule` if given).
+  Status ClearErrors(const std::string& repo, const std::string& path,
+                     const std::string& rule = "");
   Status AddError(const FileError& error);
 
   Status SetApplied(const std::string& repo, const std::string& commit, int64_t at_ms,

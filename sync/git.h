@@ -1,0 +1,136 @@
+// The Git room: a bare mirror of one remote branch, fetched over file://,
+// http(s):// or ssh://, and read-only access to the commits in it (trees,
+// diffs limited to a folder, blobs). Everything the daemon knows about Git
+// comes through here; libgit2 stays behind this header.
+//
+// What callers can rely on:
+//  - Nothing throws; every fallible call returns Result/Status with an error
+//    sentence that names the URL (passwords removed), the branch, commit or
+//    path, and the cause.
+//  - A Repository owns its libgit2 handle; it is move-only. One Repository
+//    must be used by one thread at a time; distinct Repository objects (even
+//    on the same folder) may be used from different threads.
+//  - SSH host keys are always verified against an OpenSSH known_hosts file;
+//    without one an ssh:// fetch is refused before connecting.
+//  - Wrong credentials fail the fetch after at most two attempts (one
+//    anonymous, one with the credentials); libgit2 is never left looping.
+//  - Paths in TreeEntry and Change are relative to the repository root
+//    ("<folder>/a/b.json") and use '/'.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sync/status.h"
+
+struct git_repository;
+
+namespace gitopsd::git {
+
+// Initialises libgit2 once per process. Thread-safe; every entry point below
+// calls it, so callers never need to.
+void InitLibrary();
+
+// All fields optional (default member initialisers keep designated
+// initialisers such as {.username = "u"} free of -Wextra warnings).
+struct Credentials {
+  std::string username{};          // HTTP basic user, or SSH user (else from the URL, else "git")
+  std::string password{};          // HTTP basic password (never logged or put in messages)
+  std::string ssh_key_file{};      // private key; public key = ssh_key_file + ".pub" if it exists
+  std::string known_hosts_file{};  // OpenSSH known_hosts; REQUIRED for ssh:// (no file => refuse)
+  // Extra CA bundle for HTTPS. libgit2 1.5 keeps CA locations process-wide,
+  // so the last fetch that names a ca_file sets them for every HTTPS fetch
+  // (with mbedTLS the file replaces the system bundle). Use one for all.
+  std::string ca_file{};
+};
+
+enum class EntryKind { kFile, kExecutable, kSymlink, kSubmodule, kTree };
+
+struct TreeEntry {
+  std::string path{};     // relative to the repository root
+  std::string blob_id{};  // 40 hex; for a submodule, the commit it points at
+  EntryKind kind = EntryKind::kFile;
+};
+
+struct Change {
+  enum class Kind { kAdded, kModified, kDeleted, kRenamed };
+  Kind kind = Kind::kModified;
+  std::string old_path{}, new_path{};        // both set; equal unless kRenamed
+  std::string old_blob_id{}, new_blob_id{};  // empty for the missing side (added / deleted)
+  EntryKind old_kind = EntryKind::kFile;     // for the missing side, the same as the other side
+  EntryKind new_kind = EntryKind::kFile;
+};
+
+struct CommitInfo {
+  std::string id{}, message{}, author_name{}, author_email{};
+  int64_t time = 0;  // committer time, seconds since the Unix epoch
+};
+
+class Repository {
+ public:
+  Repository(Repository&&) noexcept;
+  Repository& operator=(Repository&&) noexcept;
+  Repository(const Repository&) = delete;
+  Repository& operator=(const Repository&) = delete;
+  ~Repository();
+
+  // A bare mirror in `dir`: opened if present, else created (with parent
+  // folders) and the remote "origin" set to `url`. Creating does not fetch;
+  // the first Fetch does. If the stored origin URL differs from `url`, it is
+  // updated. Fails if `dir` exists, is not empty and is not a bare repository.
+  static Result<Repository> OpenOrInit(const std::string& dir, const std::string& url);
+
+  // Fetches only refs/heads/<branch> into refs/remotes/origin/<branch> with a
+  // forced refspec, so force-pushes are followed. Returns the fetched commit
+  // id (40 hex). Errors name the URL and the cause: unreachable remote, branch
+  // missing on the remote, authentication failed, unknown/changed/revoked SSH
+  // host key (with the host and the key's SHA256 fingerprint as ssh prints it).
+  Result<std::string> Fetch(const std::string& branch, const Credentials& creds);
+
+  // The commit id refs/remotes/origin/<branch> points at, if fetched.
+  Result<std::string> FetchedHead(const std::string& branch) const;
+
+  // Diff of two commits' trees limited to `folder` (e.g. ".gitops"; "" = the
+  // whole tree), with exact and similar rename detection. old_commit empty =
+  // empty tree. A folder missing in a commit (or not a folder) counts as
+  // empty. Symlinks and submodules are reported with their kind (a submodule's
+  // blob id is the commit it points at). Only the folder's subtrees are
+  // compared and identical subtrees are skipped by id, so the cost grows with
+  // the size of the change, not of the repository. A type change (file ->
+  // symlink) is reported as kModified with differing kinds.
+  Result<std::vector<Change>> DiffTrees(const std::string& old_commit,
+                                        const std::string& new_commit,
+                                        const std::string& folder) const;
+
+  // Every non-tree entry under `folder` at `commit`, recursively (files,
+  // executables, symlinks, submodules), in tree order. A folder that is
+  // missing (or is not a folder) gives an empty list.
+  Result<std::vector<TreeEntry>> ListTree(const std::string& commit,
+                                          const std::string& folder) const;
+
+  // Blob content; fails with a clear message if larger than max_bytes,
+  // checked from the object header without reading the content.
+  Result<std::string> ReadBlob(const std::string& blob_id, size_t max_bytes) const;
+  Result<size_t> BlobSize(const std::string& blob_id) const;
+
+  Result<CommitInfo> LookupCommit(const std::string& commit_id) const;
+  bool HasCommit(const std::string& commit_id) const;
+
+  const std::string& path() const { return dir_; }
+
+ private:
+  struct RepoDeleter {
+    void operator()(git_repository* repo) const;
+  };
+  Repository(std::unique_ptr<git_repository, RepoDeleter> repo, std::string dir);
+
+  std::unique_ptr<git_repository, RepoDeleter> repo_;
+  std::string dir_;
+};
+
+// Removes "user:password@" from a URL for messages and logs. A user name
+// without a password (ssh://git@host/...) is kept; other text is unchanged.
+std::string RedactUrl(const std::string& url);
+
+}  // namespace gitopsd::git
