@@ -11,7 +11,7 @@ build_packages=(
   libgit2-dev libsimdjson-dev libpoco-dev libspdlog-dev libsqlite3-dev libcli11-dev
 )
 test_packages=(
-  libgtest-dev libgmock-dev json-schema-test-suite
+  libgtest-dev libgmock-dev json-schema-test-suite python3-jsonschema
   lighttpd apache2-utils openssh-server openssh-client
 )
 
