@@ -282,5 +282,67 @@ TEST_F(ReconcileTest, UnreachableRemoteIsRecordedAndNothingElseChanges) {
   std::filesystem::rename(repo_.bare_path() + ".moved", repo_.bare_path());
 }
 
+// The same sync over the transports users run: smart HTTP with basic auth and
+// SSH with a pinned host key. The store ends equal to what was pushed.
+class ReconcileTransportTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto loader = model::Loader::Create();
+    ASSERT_TRUE(loader.has_value()) << loader.error().message;
+    loader_.emplace(std::move(*loader));
+    auto store = store::Store::Open(state_.Sub("state.db"));
+    ASSERT_TRUE(store.has_value()) << store.error().message;
+    store_ = std::move(*store);
+  }
+
+  void SyncTwice(FixtureRepo& origin, const std::string& url, const git::Credentials& creds) {
+    origin.WriteFile(".gitops/templates/web.json", TemplateJson("web", "v1"));
+    ASSERT_FALSE(origin.Commit("first").empty());
+    ASSERT_TRUE(origin.Push());
+    RepositoryConfig config;
+    config.name = "remote";
+    config.url = url;
+    config.credentials = creds;
+    config.mirror_dir = state_.Sub("repos/remote.git");
+    auto r = Reconciler::Create(config, *store_, *loader_);
+    ASSERT_TRUE(r.has_value()) << r.error().message;
+    auto first = (*r)->Sync();
+    ASSERT_TRUE(first.has_value()) << first.error().message;
+    EXPECT_EQ(first->added, 1);
+
+    origin.WriteFile(".gitops/templates/web.json", TemplateJson("web", "v2"));
+    origin.WriteFile(".gitops/templates/api.json", TemplateJson("api", "v1"));
+    ASSERT_FALSE(origin.Commit("second").empty());
+    ASSERT_TRUE(origin.Push());
+    auto second = (*r)->Sync();
+    ASSERT_TRUE(second.has_value()) << second.error().message;
+    EXPECT_EQ(second->added, 1);
+    EXPECT_EQ(second->updated, 1);
+    auto state = store_->GetRepository("remote");
+    EXPECT_EQ((*state)->applied_commit, origin.Head());
+    EXPECT_EQ((*state)->url.find("s3cret"), std::string::npos) << "no password in the state";
+  }
+
+  TempDir state_{"state"};
+  std::optional<model::Loader> loader_;
+  std::unique_ptr<store::Store> store_;
+};
+
+TEST_F(ReconcileTransportTest, SyncsOverSmartHttpWithBasicAuth) {
+  test::HttpGitServer server("alice", "s3cret");
+  GITOPSD_START_OR_SKIP(server);
+  FixtureRepo origin(server.repos_root(), "shop");
+  SyncTwice(origin, server.url_for("shop.git"), {.username = "alice", .password = "s3cret"});
+}
+
+TEST_F(ReconcileTransportTest, SyncsOverSshWithAPinnedHostKey) {
+  test::SshGitServer server;
+  GITOPSD_START_OR_SKIP(server);
+  FixtureRepo origin(server.repos_root(), "shop");
+  SyncTwice(origin, server.url_for(origin.bare_path()),
+            {.ssh_key_file = server.client_key_path(),
+             .known_hosts_file = server.known_hosts_path()});
+}
+
 }  // namespace
 }  // namespace gitopsd::sync
