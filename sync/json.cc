@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cctype>
 #include <cmath>
+#include <optional>
 #include <cstdio>
 #include <unordered_set>
 
@@ -52,6 +54,199 @@ std::string_view TrimRight(std::string_view s) {
     s.remove_suffix(1);
   }
   return s;
+}
+
+// Finds the first syntax error the way a person would describe it. simdjson
+// says only that the structure is wrong, and where only roughly; this runs
+// on the failure path alone, so valid documents never pay for it.
+class SyntaxScanner {
+ public:
+  explicit SyntaxScanner(std::string_view text) : s_(text) {}
+
+  std::optional<ParseError> Run() {
+    SkipSpace();
+    if (i_ >= s_.size()) return Error(i_, "the file is empty; expected a JSON value");
+    if (!Value(0)) return error_;
+    SkipSpace();
+    if (i_ < s_.size()) return Error(i_, "unexpected content after the JSON value");
+    return std::nullopt;
+  }
+
+ private:
+  static constexpr int kMaxDepth = 2000;
+
+  bool Fail(size_t at, std::string message) {
+    error_ = ParseError{at, std::move(message), "json-syntax"};
+    return false;
+  }
+  std::optional<ParseError> Error(size_t at, std::string message) {
+    Fail(at, std::move(message));
+    return error_;
+  }
+  bool AtEnd() const { return i_ >= s_.size(); }
+  char Peek() const { return AtEnd() ? '\0' : s_[i_]; }
+
+  void SkipSpace() {
+    while (!AtEnd() && (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\n' || s_[i_] == '\r')) ++i_;
+  }
+
+  bool Unexpected(const char* expected) {
+    if (AtEnd()) return Fail(i_, std::string("unexpected end of file; expected ") + expected);
+    char c = s_[i_];
+    if (c == '/') return Fail(i_, "comments are not allowed in JSON");
+    if (c == '\'') return Fail(i_, "strings must be in double quotes, not single quotes");
+    return Fail(i_, std::string("expected ") + expected + ", found '" + std::string(1, c) + "'");
+  }
+
+  bool Value(int depth) {
+    if (depth > kMaxDepth) return Fail(i_, "nesting too deep");
+    switch (Peek()) {
+      case '{': return Object(depth);
+      case '[': return Array(depth);
+      case '"': return String();
+      case 't': return Literal("true");
+      case 'f': return Literal("false");
+      case 'n': return Literal("null");
+      default:
+        if (Peek() == '-' || (Peek() >= '0' && Peek() <= '9')) return Number();
+        return Unexpected("a value");
+    }
+  }
+
+  bool Object(int depth) {
+    ++i_;  // '{'
+    SkipSpace();
+    if (Peek() == '}') {
+      ++i_;
+      return true;
+    }
+    while (true) {
+      if (Peek() != '"') {
+        if (std::isalpha(static_cast<unsigned char>(Peek())) || Peek() == '_') {
+          return Fail(i_, "object keys must be in double quotes");
+        }
+        return Unexpected("a quoted key");
+      }
+      size_t key_start = i_;
+      if (!String()) return false;
+      std::string key(s_.substr(key_start + 1, i_ - key_start - 2));
+      SkipSpace();
+      if (Peek() != ':') return Unexpected(("':' after the key \"" + key + "\"").c_str());
+      ++i_;
+      SkipSpace();
+      if (!Value(depth + 1)) return false;
+      SkipSpace();
+      if (Peek() == '}') {
+        ++i_;
+        return true;
+      }
+      if (Peek() != ',') {
+        return Unexpected(("',' or '}' after the value of \"" + key + "\"").c_str());
+      }
+      size_t comma = i_++;
+      SkipSpace();
+      if (Peek() == '}') return Fail(comma, "trailing comma before '}'");
+    }
+  }
+
+  bool Array(int depth) {
+    ++i_;  // '['
+    SkipSpace();
+    if (Peek() == ']') {
+      ++i_;
+      return true;
+    }
+    while (true) {
+      if (!Value(depth + 1)) return false;
+      SkipSpace();
+      if (Peek() == ']') {
+        ++i_;
+        return true;
+      }
+      if (Peek() != ',') return Unexpected("',' or ']' after an array element");
+      size_t comma = i_++;
+      SkipSpace();
+      if (Peek() == ']') return Fail(comma, "trailing comma before ']'");
+    }
+  }
+
+  bool String() {
+    size_t start = i_++;
+    while (!AtEnd()) {
+      auto c = static_cast<unsigned char>(s_[i_]);
+      if (c == '"') {
+        ++i_;
+        return true;
+      }
+      if (c < 0x20) {
+        return Fail(i_, c == '\n' ? "unterminated string (a string cannot span lines; write \\n)"
+                                  : "control character in a string; escape it");
+      }
+      if (c == '\\') {
+        ++i_;
+        if (AtEnd()) break;
+        char e = s_[i_];
+        if (e == 'u') {
+          for (int k = 1; k <= 4; ++k) {
+            if (i_ + k >= s_.size() || !std::isxdigit(static_cast<unsigned char>(s_[i_ + k]))) {
+              return Fail(i_ - 1, "invalid \\u escape; expected four hex digits");
+            }
+          }
+          i_ += 4;
+        } else if (std::string_view("\"\\/bfnrt").find(e) == std::string_view::npos) {
+          return Fail(i_ - 1, std::string("invalid escape \\") + e);
+        }
+      }
+      ++i_;
+    }
+    return Fail(start, "unterminated string");
+  }
+
+  bool Number() {
+    size_t start = i_;
+    if (Peek() == '-') ++i_;
+    auto digits = [&] {
+      size_t from = i_;
+      while (!AtEnd() && s_[i_] >= '0' && s_[i_] <= '9') ++i_;
+      return i_ > from;
+    };
+    if (Peek() == '0') {
+      ++i_;
+      if (Peek() >= '0' && Peek() <= '9') return Fail(start, "numbers cannot have leading zeros");
+    } else if (!digits()) {
+      return Fail(start, "invalid number");
+    }
+    if (Peek() == '.') {
+      ++i_;
+      if (!digits()) return Fail(start, "invalid number: digits expected after '.'");
+    }
+    if (Peek() == 'e' || Peek() == 'E') {
+      ++i_;
+      if (Peek() == '+' || Peek() == '-') ++i_;
+      if (!digits()) return Fail(start, "invalid number: digits expected in the exponent");
+    }
+    return true;
+  }
+
+  bool Literal(std::string_view word) {
+    if (s_.substr(i_, word.size()) != word) {
+      return Fail(i_, "invalid literal; expected true, false or null (strings need double quotes)");
+    }
+    i_ += word.size();
+    return true;
+  }
+
+  std::string_view s_;
+  size_t i_ = 0;
+  ParseError error_;
+};
+
+// Replaces simdjson's generic syntax error with a precise one when the
+// scanner finds it.
+ParseError Refine(std::string_view text, ParseError error) {
+  if (error.rule != "json-syntax") return error;
+  if (auto precise = SyntaxScanner(text).Run()) return *precise;
+  return error;
 }
 
 class Builder {
@@ -419,11 +614,14 @@ std::expected<Value, ParseError> Parse(std::string_view text, const ParseOptions
     if (e == simdjson::EMPTY) {
       return std::unexpected(ParseError{0, "the file is empty; expected a JSON value", "json-syntax"});
     }
-    return std::unexpected(
-        ParseError{off, std::string("invalid JSON: ") + simdjson::error_message(e), "json-syntax"});
+    return std::unexpected(Refine(
+        text,
+        ParseError{off, std::string("invalid JSON: ") + simdjson::error_message(e), "json-syntax"}));
   }
   Builder builder(padded, options);
-  return builder.Build(doc);
+  auto result = builder.Build(doc);
+  if (!result) return std::unexpected(Refine(text, std::move(result.error())));
+  return result;
 }
 
 LineCol LocateOffset(std::string_view text, size_t offset) {

@@ -40,6 +40,33 @@ TEST(JsonParse, SyntaxErrorPointsAtTheProblem) {
   EXPECT_EQ(lc.line, 3) << e.message;
 }
 
+TEST(JsonParse, SyntaxErrorsAreDescribedPrecisely) {
+  struct Case {
+    std::string text;
+    size_t offset;
+    std::string message_part;
+  } cases[] = {
+      {"{\"a\": 1 \"b\": 2}", 8, "',' or '}' after the value of \"a\""},
+      {"{\"a\": 1,}", 7, "trailing comma before '}'"},
+      {"[1, 2,]", 5, "trailing comma before ']'"},
+      {"{a: 1}", 1, "keys must be in double quotes"},
+      {"{\"a\" 1}", 5, "':' after the key \"a\""},
+      {"{\"a\": 'x'}", 6, "double quotes"},
+      {"{\"a\": 01}", 6, "leading zeros"},
+      {"{\"a\": \"x\\q\"}", 8, "invalid escape \\q"},
+      {"{\"a\": \"abc", 6, "unterminated string"},
+      {"{\"a\": [1, 2}", 11, "',' or ']'"},
+      {"{\"a\": 1 // note\n}", 8, "comments are not allowed"},
+      {"{\"a\": ", 6, "unexpected end of file"},
+  };
+  for (const auto& c : cases) {
+    ParseError e = ParseFails(c.text);
+    EXPECT_EQ(e.rule, "json-syntax") << c.text;
+    EXPECT_EQ(e.offset, c.offset) << c.text << " -> " << e.message;
+    EXPECT_NE(e.message.find(c.message_part), std::string::npos) << c.text << " -> " << e.message;
+  }
+}
+
 TEST(JsonParse, BadLiteralIsReported) {
   std::string text = "{\"a\": tru}";
   ParseError e = ParseFails(text);
