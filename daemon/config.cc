@@ -1,0 +1,352 @@
+#include "daemon/config.h"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <set>
+#include <sstream>
+
+#include "sync/diagnostic.h"
+#include "sync/json.h"
+#include "sync/model.h"
+
+namespace gitopsd::daemon {
+namespace fs = std::filesystem;
+
+std::optional<Millis> ParseDuration(std::string_view text) {
+  size_t digits = 0;
+  while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits]))) ++digits;
+  if (digits == 0 || digits > 12) return std::nullopt;
+  int64_t n = 0;
+  std::from_chars(text.data(), text.data() + digits, n);
+  std::string_view unit = text.substr(digits);
+  int64_t scale;
+  if (unit == "ms") scale = 1;
+  else if (unit == "s") scale = 1000;
+  else if (unit == "m") scale = 60'000;
+  else if (unit == "h") scale = 3'600'000;
+  else return std::nullopt;
+  if (n <= 0) return std::nullopt;
+  return Millis(n * scale);
+}
+
+std::string FormatDuration(Millis d) {
+  int64_t ms = d.count();
+  if (ms % 3'600'000 == 0 && ms != 0) return std::to_string(ms / 3'600'000) + "h";
+  if (ms % 60'000 == 0 && ms != 0) return std::to_string(ms / 60'000) + "m";
+  if (ms % 1000 == 0 && ms != 0) return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
+}
+
+bool LooksLikeUrl(std::string_view text) {
+  if (text.find("://") != std::string_view::npos) return true;
+  // scp-like: user@host:path (no slash before the colon)
+  size_t at = text.find('@');
+  size_t colon = text.find(':');
+  size_t slash = text.find('/');
+  return at != std::string_view::npos && colon != std::string_view::npos && at < colon &&
+         (slash == std::string_view::npos || colon < slash);
+}
+
+std::string RepositoryNameFromUrl(std::string_view url) {
+  std::string_view s = url;
+  while (!s.empty() && (s.back() == '/' || s.back() == '\\')) s.remove_suffix(1);
+  size_t cut = s.find_last_of("/:");
+  if (cut != std::string_view::npos) s.remove_prefix(cut + 1);
+  if (s.ends_with(".git")) s.remove_suffix(4);
+  std::string name;
+  for (char c : s) {
+    unsigned char u = static_cast<unsigned char>(c);
+    if (std::isalnum(u)) {
+      name += static_cast<char>(std::tolower(u));
+    } else if (!name.empty() && name.back() != '-') {
+      name += '-';
+    }
+  }
+  if (name.size() > 63) name.resize(63);  // the schema's limit for names
+  while (!name.empty() && name.back() == '-') name.pop_back();
+  return name.empty() ? "repo" : name;
+}
+
+std::optional<ListenAddress> ParseListen(std::string_view text) {
+  ListenAddress out;
+  std::string_view port_text;
+  if (text.starts_with('[')) {
+    size_t close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return std::nullopt;
+    }
+    out.host = std::string(text.substr(1, close - 1));
+    port_text = text.substr(close + 2);
+  } else {
+    size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos) return std::nullopt;
+    out.host = std::string(text.substr(0, colon));
+    port_text = text.substr(colon + 1);
+    if (out.host.find(':') != std::string::npos) return std::nullopt;  // v6 needs brackets
+  }
+  if (out.host.empty() || port_text.empty()) return std::nullopt;
+  unsigned port = 0;
+  auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (ec != std::errc() || end != port_text.data() + port_text.size() || port > 65535) {
+    return std::nullopt;
+  }
+  out.port = static_cast<uint16_t>(port);
+  return out;
+}
+
+namespace {
+
+std::optional<std::string> ReadWholeFile(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return std::nullopt;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  if (in.bad()) return std::nullopt;
+  return buffer.str();
+}
+
+std::string Absolute(const fs::path& base, const std::string& p) {
+  fs::path path(p);
+  if (path.is_relative()) path = base / path;
+  return path.lexically_normal().string();
+}
+
+std::string FileUrlFor(const fs::path& base, const std::string& path) {
+  return "file://" + Absolute(base, path);
+}
+
+// Walks the validated JSON tree and fills the typed Config. The schema has
+// already checked keys and types; what is left are the rules a schema cannot
+// express (durations as numbers, files that must exist, unique names).
+class ConfigReader {
+ public:
+  ConfigReader(const std::string& path, std::string_view text)
+      : path_(path), text_(text), base_(fs::absolute(fs::path(path)).parent_path()) {}
+
+  Result<Config> Read(const json::Value& root) {
+    Config c;
+    c.source = path_;
+    if (const auto* v = String(root, "stateDir")) c.state_dir = Absolute(base_, *v);
+    else c.state_dir = Absolute(base_, c.state_dir);
+    if (const auto* v = root.Find("listen")) {
+      if (!ParseListen(v->as_string())) {
+        Problem(*v, "listen: \"" + v->as_string() + "\" is not host:port (e.g. 127.0.0.1:7780)",
+                "config:listen");
+      } else {
+        c.listen = v->as_string();
+      }
+    }
+    if (const auto* v = String(root, "apiTokensFile")) c.api_tokens_file = Absolute(base_, *v);
+    if (const auto* repos = root.Find("repositories"); repos && repos->is_array()) {
+      std::set<std::string> names;
+      for (const auto& r : repos->items()) {
+        RepositorySettings s = ReadRepository(r);
+        if (!s.name.empty() && !names.insert(s.name).second) {
+          const json::Value* at = r.Find("name");
+          Problem(at ? *at : r, "repositories: the name \"" + s.name + "\" is used twice",
+                  "config:unique-name");
+        }
+        c.repositories.push_back(std::move(s));
+      }
+    }
+    if (const auto* rt = root.Find("runtime"); rt && rt->is_object()) {
+      if (const auto* v = String(*rt, "kind")) c.runtime_kind = *v;
+      if (const auto* range = rt->Find("portRange"); range && range->is_array() &&
+                                                     range->items().size() == 2) {
+        c.port_range_first = static_cast<int>(range->items()[0].as_double());
+        c.port_range_last = static_cast<int>(range->items()[1].as_double());
+        if (c.port_range_first > c.port_range_last) {
+          Problem(*range, "runtime.portRange: the first port is above the last",
+                  "config:port-range");
+        }
+      }
+    }
+    if (const auto* log = root.Find("log"); log && log->is_object()) {
+      if (const auto* v = String(*log, "level")) c.log_level = *v;
+    }
+    if (!problems_.empty()) return Fail(Joined());
+    return c;
+  }
+
+ private:
+  RepositorySettings ReadRepository(const json::Value& r) {
+    RepositorySettings s;
+    if (const auto* v = String(r, "name")) s.name = *v;
+    if (const auto* v = String(r, "url")) {
+      s.url = LooksLikeUrl(*v) ? *v : FileUrlFor(base_, *v);
+    }
+    if (const auto* v = String(r, "branch")) s.branch = *v;
+    if (const auto* v = r.Find("pollInterval")) {
+      s.poll_interval = Duration(*v, "pollInterval", s.poll_interval);
+    }
+    if (const auto* auth = r.Find("auth"); auth && auth->is_object()) ReadAuth(*auth, s);
+    if (const auto* sync = r.Find("sync"); sync && sync->is_object()) ReadSync(*sync, s);
+    if (const auto* hook = r.Find("webhook"); hook && hook->is_object()) {
+      if (const auto* v = String(*hook, "type")) s.webhook_type = *v;
+      if (const auto* v = String(*hook, "secretFile")) s.webhook_secret_file = Absolute(base_, *v);
+    }
+    return s;
+  }
+
+  void ReadAuth(const json::Value& auth, RepositorySettings& s) {
+    if (const auto* v = String(auth, "username")) s.username = *v;
+    if (const auto* v = String(auth, "sshKeyFile")) s.ssh_key_file = Absolute(base_, *v);
+    if (const auto* v = String(auth, "knownHostsFile")) s.known_hosts_file = Absolute(base_, *v);
+    if (const auto* v = String(auth, "caFile")) s.ca_file = Absolute(base_, *v);
+    if (const auto* v = auth.Find("passwordFile"); v && v->is_string()) {
+      s.password_file = Absolute(base_, v->as_string());
+      auto content = ReadWholeFile(s.password_file);
+      if (!content) {
+        Problem(*v, "auth.passwordFile: cannot read " + s.password_file, "config:file");
+        return;
+      }
+      s.password = std::move(*content);
+      while (!s.password.empty() && (s.password.back() == '\n' || s.password.back() == '\r')) {
+        s.password.pop_back();
+      }
+    }
+  }
+
+  void ReadSync(const json::Value& sync, RepositorySettings& s) {
+    if (const auto* v = String(sync, "path")) {
+      s.sync_path = *v;
+      while (s.sync_path.size() > 1 && s.sync_path.back() == '/') s.sync_path.pop_back();
+    }
+    if (const auto* v = sync.Find("writeBack"); v && v->is_bool()) s.write_back = v->as_bool();
+    if (const auto* v = sync.Find("prune"); v && v->is_bool()) s.prune = v->as_bool();
+    if (const auto* v = String(sync, "conflictPolicy")) s.conflict_policy = *v;
+    if (const auto* author = sync.Find("author"); author && author->is_object()) {
+      if (const auto* v = String(*author, "name")) s.author_name = *v;
+      if (const auto* v = String(*author, "email")) s.author_email = *v;
+    }
+    if (const auto* v = sync.Find("maxFileBytes"); v && v->is_number()) {
+      s.max_file_bytes = static_cast<size_t>(v->as_double());
+    }
+    if (const auto* v = sync.Find("maxDepth"); v && v->is_number()) {
+      s.max_depth = static_cast<size_t>(v->as_double());
+    }
+  }
+
+  Millis Duration(const json::Value& v, const std::string& key, Millis fallback) {
+    if (!v.is_string()) return fallback;  // the schema reports the type
+    auto d = ParseDuration(v.as_string());
+    if (!d) {
+      Problem(v,
+              key + ": \"" + v.as_string() +
+                  "\" is not a duration; write a positive number and a unit: 500ms, 30s, 5m, 1h",
+              "config:duration");
+      return fallback;
+    }
+    if (*d < Millis(100)) {
+      Problem(v, key + ": " + v.as_string() + " is too short; the minimum is 100ms",
+              "config:duration");
+      return fallback;
+    }
+    return *d;
+  }
+
+  const std::string* String(const json::Value& obj, std::string_view key) {
+    const json::Value* v = obj.Find(key);
+    return v && v->is_string() ? &v->as_string() : nullptr;
+  }
+
+  void Problem(const json::Value& at, std::string message, std::string rule) {
+    json::LineCol lc = json::LocateOffset(text_, at.offset());
+    problems_.push_back(Diagnostic{path_, lc.line, lc.col, std::move(message), std::move(rule)});
+  }
+
+  std::string Joined() const {
+    std::string out;
+    for (const auto& d : problems_) {
+      if (!out.empty()) out += '\n';
+      out += d.ToString();
+    }
+    return out;
+  }
+
+  std::string path_;
+  std::string_view text_;
+  fs::path base_;
+  Diagnostics problems_;
+};
+
+std::string JoinDiagnostics(const Diagnostics& diags) {
+  std::string out;
+  for (const auto& d : diags) {
+    if (!out.empty()) out += '\n';
+    out += d.ToString();
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<Config> LoadConfigText(const std::string& path, std::string_view text,
+                              const model::Loader& loader) {
+  json::Value root;
+  Diagnostics diags = loader.ValidateConfig(path, std::string(text), &root);
+  if (!diags.empty()) return Fail(JoinDiagnostics(diags));
+  return ConfigReader(path, text).Read(root);
+}
+
+Result<Config> LoadConfigFile(const std::string& path, const model::Loader& loader) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) {
+    return Fail(path + ": cannot read the configuration file: " +
+                (fs::exists(path, ec) ? "not a regular file" : "no such file") +
+                " (pass another with --config FILE, or try quick mode: gitopsd serve --repo PATH)");
+  }
+  auto text = ReadWholeFile(path);
+  if (!text) return Fail(path + ": cannot read the configuration file");
+  return LoadConfigText(path, *text, loader);
+}
+
+Result<Config> QuickConfig(const QuickOptions& options) {
+  if (options.repo.empty()) return Fail("--repo: give a repository URL or path");
+  Config c;
+  c.source = "command line";
+  fs::path cwd = fs::current_path();
+  RepositorySettings s;
+  if (LooksLikeUrl(options.repo)) {
+    s.url = options.repo;
+  } else {
+    std::error_code ec;
+    if (!fs::exists(options.repo, ec)) {
+      return Fail("--repo " + options.repo + ": no such folder (give a URL or a local repository)");
+    }
+    s.url = FileUrlFor(cwd, options.repo);
+  }
+  s.name = RepositoryNameFromUrl(s.url);
+  s.branch = options.branch.empty() ? "main" : options.branch;
+  if (!options.poll_interval.empty()) {
+    auto d = ParseDuration(options.poll_interval);
+    if (!d) {
+      return Fail("--poll-interval " + options.poll_interval +
+                  ": not a duration; write a positive number and a unit: 500ms, 30s, 5m, 1h");
+    }
+    if (*d < Millis(100)) return Fail("--poll-interval: the minimum is 100ms");
+    s.poll_interval = *d;
+  }
+  if (!ParseListen(options.listen)) {
+    return Fail("--listen " + options.listen + ": not host:port (e.g. 127.0.0.1:7780)");
+  }
+  c.listen = options.listen;
+  if (options.state_dir.empty()) {
+    c.state_dir = Absolute(cwd, ".gitopsd-state");
+    c.notes.push_back("quick mode: keeping state in " + c.state_dir +
+                      " (the default ./.gitopsd-state; choose another with --state-dir)");
+  } else {
+    c.state_dir = Absolute(cwd, options.state_dir);
+  }
+  if (!options.api_tokens_file.empty()) c.api_tokens_file = Absolute(cwd, options.api_tokens_file);
+  c.repositories.push_back(std::move(s));
+  return c;
+}
+
+}  // namespace gitopsd::daemon

@@ -1,0 +1,225 @@
+#include "daemon/metrics.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+
+namespace gitopsd::daemon {
+
+namespace {
+
+const char* TypeName(Registry::Type t) {
+  switch (t) {
+    case Registry::Type::kCounter: return "counter";
+    case Registry::Type::kGauge: return "gauge";
+    case Registry::Type::kHistogram: return "histogram";
+  }
+  return "untyped";
+}
+
+std::string EscapeHelp(std::string_view help) {
+  std::string out;
+  for (char c : help) {
+    if (c == '\\') out += "\\\\";
+    else if (c == '\n') out += "\\n";
+    else out += c;
+  }
+  return out;
+}
+
+void AppendLabels(std::string& out, const Labels& labels, const std::string& extra_key = "",
+                  const std::string& extra_value = "") {
+  if (labels.empty() && extra_key.empty()) return;
+  out += '{';
+  bool first = true;
+  for (const auto& [k, v] : labels) {
+    if (!first) out += ',';
+    first = false;
+    out += k;
+    out += "=\"";
+    out += Registry::EscapeLabelValue(v);
+    out += '"';
+  }
+  if (!extra_key.empty()) {
+    if (!first) out += ',';
+    out += extra_key + "=\"" + extra_value + "\"";
+  }
+  out += '}';
+}
+
+}  // namespace
+
+std::string Registry::EscapeLabelValue(std::string_view value) {
+  std::string out;
+  out.reserve(value.size());
+  for (char c : value) {
+    if (c == '\\') out += "\\\\";
+    else if (c == '"') out += "\\\"";
+    else if (c == '\n') out += "\\n";
+    else out += c;
+  }
+  return out;
+}
+
+std::string Registry::FormatNumber(double value) {
+  if (std::isnan(value)) return "NaN";
+  if (std::isinf(value)) return value > 0 ? "+Inf" : "-Inf";
+  if (value == std::floor(value) && std::fabs(value) < 1e15) {
+    return fmt::format("{}", static_cast<long long>(value));
+  }
+  return fmt::format("{}", value);
+}
+
+void Registry::Describe(const std::string& name, Type type, const std::string& help,
+                        std::vector<double> buckets) {
+  std::lock_guard lock(mu_);
+  Family& f = families_[name];
+  f.type = type;
+  f.help = help;
+  f.buckets = std::move(buckets);
+}
+
+Registry::Family* Registry::Find(const std::string& name) {
+  auto it = families_.find(name);
+  return it == families_.end() ? nullptr : &it->second;
+}
+
+void Registry::Add(const std::string& name, const Labels& labels, double delta) {
+  std::lock_guard lock(mu_);
+  if (Family* f = Find(name)) f->series[labels].value += delta;
+}
+
+void Registry::Set(const std::string& name, const Labels& labels, double value) {
+  std::lock_guard lock(mu_);
+  if (Family* f = Find(name)) f->series[labels].value = value;
+}
+
+void Registry::Observe(const std::string& name, const Labels& labels, double value) {
+  std::lock_guard lock(mu_);
+  Family* f = Find(name);
+  if (!f) return;
+  Series& s = f->series[labels];
+  s.bucket_counts.resize(f->buckets.size());
+  for (size_t i = 0; i < f->buckets.size(); ++i) {
+    if (value <= f->buckets[i]) {
+      s.bucket_counts[i] += 1;
+      break;  // cumulated at render time
+    }
+  }
+  s.sum += value;
+  s.count += 1;
+}
+
+void Registry::RemoveWhere(const std::string& name, const std::string& key,
+                           const std::string& value) {
+  std::lock_guard lock(mu_);
+  Family* f = Find(name);
+  if (!f) return;
+  std::erase_if(f->series, [&](const auto& entry) {
+    for (const auto& [k, v] : entry.first) {
+      if (k == key && v == value) return true;
+    }
+    return false;
+  });
+}
+
+std::string Registry::Render() const {
+  std::lock_guard lock(mu_);
+  std::string out;
+  for (const auto& [name, f] : families_) {
+    out += "# HELP " + name + " " + EscapeHelp(f.help) + "\n";
+    out += "# TYPE " + name + " " + TypeName(f.type) + "\n";
+    for (const auto& [labels, s] : f.series) {
+      if (f.type != Type::kHistogram) {
+        out += name;
+        AppendLabels(out, labels);
+        out += ' ' + FormatNumber(s.value) + '\n';
+        continue;
+      }
+      double cumulative = 0;
+      for (size_t i = 0; i < f.buckets.size(); ++i) {
+        cumulative += i < s.bucket_counts.size() ? s.bucket_counts[i] : 0;
+        out += name + "_bucket";
+        AppendLabels(out, labels, "le", FormatNumber(f.buckets[i]));
+        out += ' ' + FormatNumber(cumulative) + '\n';
+      }
+      out += name + "_bucket";
+      AppendLabels(out, labels, "le", "+Inf");
+      out += ' ' + FormatNumber(s.count) + '\n';
+      out += name + "_sum";
+      AppendLabels(out, labels);
+      out += ' ' + FormatNumber(s.sum) + '\n';
+      out += name + "_count";
+      AppendLabels(out, labels);
+      out += ' ' + FormatNumber(s.count) + '\n';
+    }
+  }
+  return out;
+}
+
+namespace {
+constexpr const char* kSyncDuration = "gitopsd_sync_duration_seconds";
+constexpr const char* kSyncTotal = "gitopsd_sync_total";
+constexpr const char* kObjects = "gitopsd_objects";
+constexpr const char* kSyncErrors = "gitopsd_sync_errors";
+constexpr const char* kAppliedInfo = "gitopsd_last_applied_commit_info";
+constexpr const char* kLastSync = "gitopsd_last_sync_timestamp_seconds";
+constexpr const char* kFetchFailures = "gitopsd_fetch_failures_total";
+}  // namespace
+
+DaemonMetrics::DaemonMetrics() {
+  using T = Registry::Type;
+  registry_.Describe(kSyncDuration, T::kHistogram,
+                     "Time taken by one sync (fetch and apply) of a repository.",
+                     {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60});
+  registry_.Describe(kSyncTotal, T::kCounter,
+                     "Sync attempts by repository and result (success, fetch_error, error).");
+  registry_.Describe(kObjects, T::kGauge, "Objects in force, by kind.");
+  registry_.Describe(kSyncErrors, T::kGauge, "Files of a repository that are in error now.");
+  registry_.Describe(kAppliedInfo, T::kGauge, "The commit applied last, as a label; always 1.");
+  registry_.Describe(kLastSync, T::kGauge,
+                     "Unix time of the last successful sync of a repository.");
+  registry_.Describe(kFetchFailures, T::kCounter, "Failed fetches of a repository.");
+  for (const char* kind : {"Template", "ReleaseFlow", "PreviewTemplate"}) {
+    registry_.Set(kObjects, {{"kind", kind}}, 0);
+  }
+}
+
+void DaemonMetrics::RegisterRepository(const std::string& repo) {
+  registry_.Add(kFetchFailures, {{"repository", repo}}, 0);
+  registry_.Add(kSyncTotal, {{"repository", repo}, {"result", "success"}}, 0);
+  registry_.Set(kSyncErrors, {{"repository", repo}}, 0);
+}
+
+void DaemonMetrics::RecordSync(const std::string& repo, const std::string& result,
+                               double seconds) {
+  registry_.Add(kSyncTotal, {{"repository", repo}, {"result", result}}, 1);
+  registry_.Observe(kSyncDuration, {{"repository", repo}}, seconds);
+}
+
+void DaemonMetrics::RecordFetchFailure(const std::string& repo) {
+  registry_.Add(kFetchFailures, {{"repository", repo}}, 1);
+}
+
+void DaemonMetrics::SetSyncErrors(const std::string& repo, double files_in_error) {
+  registry_.Set(kSyncErrors, {{"repository", repo}}, files_in_error);
+}
+
+void DaemonMetrics::SetAppliedCommit(const std::string& repo, const std::string& commit) {
+  std::lock_guard lock(mu_);
+  auto it = applied_.find(repo);
+  if (it != applied_.end() && it->second == commit) return;
+  registry_.RemoveWhere(kAppliedInfo, "repository", repo);
+  if (!commit.empty()) registry_.Set(kAppliedInfo, {{"repository", repo}, {"commit", commit}}, 1);
+  applied_[repo] = commit;
+}
+
+void DaemonMetrics::SetLastSyncTimestamp(const std::string& repo, double unix_seconds) {
+  registry_.Set(kLastSync, {{"repository", repo}}, unix_seconds);
+}
+
+void DaemonMetrics::SetObjects(const std::string& kind, double count) {
+  registry_.Set(kObjects, {{"kind", kind}}, count);
+}
+
+}  // namespace gitopsd::daemon

@@ -1,0 +1,80 @@
+// A tiny metrics registry rendered in the Prometheus text format 0.0.4:
+// counters, gauges and histograms with fixed buckets, each a family of
+// series told apart by labels. Thread-safe; rendering takes a consistent
+// snapshot. DaemonMetrics names the series gitopsd exports.
+#pragma once
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace gitopsd::daemon {
+
+using Labels = std::vector<std::pair<std::string, std::string>>;
+
+class Registry {
+ public:
+  enum class Type { kCounter, kGauge, kHistogram };
+
+  // Declares a family. REQUIRES: called before the family is used.
+  void Describe(const std::string& name, Type type, const std::string& help,
+                std::vector<double> buckets = {});
+
+  void Add(const std::string& name, const Labels& labels, double delta = 1);  // counter or gauge
+  void Set(const std::string& name, const Labels& labels, double value);      // gauge
+  void Observe(const std::string& name, const Labels& labels, double value);  // histogram
+  // Drops every series of `name` whose label `key` equals `value`.
+  void RemoveWhere(const std::string& name, const std::string& key, const std::string& value);
+
+  std::string Render() const;
+
+  // Label values escaped as the text format wants: \\, \" and \n.
+  static std::string EscapeLabelValue(std::string_view value);
+  static std::string FormatNumber(double value);
+
+ private:
+  struct Series {
+    double value = 0;
+    std::vector<double> bucket_counts;  // histograms: cumulative at render time
+    double sum = 0;
+    double count = 0;
+  };
+  struct Family {
+    Type type = Type::kGauge;
+    std::string help;
+    std::vector<double> buckets;
+    std::map<Labels, Series> series;
+  };
+  Family* Find(const std::string& name);
+
+  mutable std::mutex mu_;
+  std::map<std::string, Family> families_;
+};
+
+// The series of DESIGN §8's /metrics, with typed setters.
+class DaemonMetrics {
+ public:
+  DaemonMetrics();
+
+  void RegisterRepository(const std::string& repo);
+  // result: "success", "fetch_error" or "error".
+  void RecordSync(const std::string& repo, const std::string& result, double seconds);
+  void RecordFetchFailure(const std::string& repo);
+  void SetSyncErrors(const std::string& repo, double files_in_error);
+  void SetAppliedCommit(const std::string& repo, const std::string& commit);
+  void SetLastSyncTimestamp(const std::string& repo, double unix_seconds);
+  void SetObjects(const std::string& kind, double count);
+
+  std::string Render() const { return registry_.Render(); }
+  Registry& registry() { return registry_; }
+
+ private:
+  Registry registry_;
+  std::mutex mu_;
+  std::map<std::string, std::string> applied_;  // repo -> commit in the info series
+};
+
+}  // namespace gitopsd::daemon

@@ -1,0 +1,214 @@
+#include "daemon/poller.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <map>
+
+#include "daemon/metrics.h"
+#include "sync/store.h"
+
+namespace gitopsd::daemon {
+
+using std::chrono::milliseconds;
+
+milliseconds NextPollDelay(milliseconds interval, int64_t consecutive_failures) {
+  if (consecutive_failures <= 0) return interval;
+  const milliseconds cap = std::max(interval, milliseconds(5 * 60 * 1000));
+  milliseconds delay = interval;
+  for (int64_t i = 1; i < consecutive_failures && delay < cap; ++i) delay *= 2;
+  return std::min(delay, cap);
+}
+
+Poller::Poller(store::Store& store, DaemonMetrics& metrics, std::vector<PollTarget> targets)
+    : store_(store), metrics_(metrics) {
+  for (auto& t : targets) {
+    auto w = std::make_unique<Worker>();
+    metrics_.RegisterRepository(t.name);
+    w->target = std::move(t);
+    workers_.push_back(std::move(w));
+  }
+}
+
+Poller::~Poller() { Stop(); }
+
+void Poller::Start() {
+  if (started_) return;
+  started_ = true;
+  RefreshObjectCounts();
+  for (auto& w : workers_) {
+    if (auto state = store_.GetRepository(w->target.name); state && *state) {
+      metrics_.SetAppliedCommit(w->target.name, (*state)->applied_commit);
+    }
+    Worker* raw = w.get();
+    w->thread = std::thread([this, raw] { Run(*raw); });
+  }
+}
+
+void Poller::BeginStop() {
+  for (auto& w : workers_) {
+    std::lock_guard lock(w->mu);
+    w->stopping = true;
+    w->wake.notify_all();
+    w->done.notify_all();
+  }
+}
+
+bool Poller::Stop(milliseconds grace) {
+  BeginStop();
+  const bool forever = grace >= std::chrono::hours(24);
+  const auto deadline = std::chrono::steady_clock::now() + (forever ? milliseconds(0) : grace);
+  bool all = true;
+  for (auto& w : workers_) {
+    if (!w->thread.joinable()) continue;
+    std::unique_lock lock(w->mu);
+    auto exited = [&] { return w->exited; };
+    if (forever) {
+      w->done.wait(lock, exited);
+    } else if (!w->done.wait_until(lock, deadline, exited)) {
+      spdlog::warn("{}: a sync is still running (a fetch that does not answer?)", w->target.name);
+      all = false;
+      continue;
+    }
+    lock.unlock();
+    w->thread.join();
+  }
+  return all;
+}
+
+Poller::Worker* Poller::Find(const std::string& name) const {
+  for (const auto& w : workers_) {
+    if (w->target.name == name) return w.get();
+  }
+  return nullptr;
+}
+
+bool Poller::Has(const std::string& name) const { return Find(name) != nullptr; }
+
+std::vector<std::string> Poller::Names() const {
+  std::vector<std::string> names;
+  for (const auto& w : workers_) names.push_back(w->target.name);
+  return names;
+}
+
+std::optional<SyncOutcome> Poller::RequestSync(const std::string& name, milliseconds timeout) {
+  Worker* w = Find(name);
+  if (!w) return std::nullopt;
+  std::unique_lock lock(w->mu);
+  if (w->stopping) return std::nullopt;
+  const uint64_t ticket = ++w->requested;
+  w->wake.notify_all();
+  w->done.wait_for(lock, timeout, [&] { return w->served >= ticket || w->stopping; });
+  if (w->served < ticket) return std::nullopt;
+  return w->last;
+}
+
+bool Poller::Ready() const { return Pending().empty(); }
+
+std::vector<std::string> Poller::Pending() const {
+  std::vector<std::string> pending;
+  for (const auto& w : workers_) {
+    std::lock_guard lock(w->mu);
+    if (!w->first_done) pending.push_back(w->target.name);
+  }
+  return pending;
+}
+
+void Poller::Run(Worker& w) {
+  int64_t failures = 0;
+  milliseconds delay(0);  // the first attempt starts at once
+  std::unique_lock lock(w.mu);
+  while (true) {
+    const auto deadline = std::chrono::steady_clock::now() + delay;
+    w.wake.wait_until(lock, deadline, [&] { return w.stopping || w.requested > w.served; });
+    if (w.stopping) break;
+    const uint64_t serving = w.requested;
+    lock.unlock();
+
+    const auto started = std::chrono::steady_clock::now();
+    SyncOutcome outcome = SyncOnce(w);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    failures = outcome.fetch_failed ? failures + 1 : 0;
+    delay = NextPollDelay(w.target.interval, failures);
+    Report(w, outcome, seconds);
+    if (outcome.fetch_failed) {
+      spdlog::warn("{}: fetch failed ({} in a row), next attempt in {} ms: {}", w.target.name,
+                   failures, delay.count(), outcome.error);
+    }
+
+    lock.lock();
+    w.served = serving;
+    w.last = std::move(outcome);
+    w.first_done = true;
+    w.done.notify_all();
+  }
+  w.exited = true;
+  w.done.notify_all();
+}
+
+SyncOutcome Poller::SyncOnce(Worker& w) {
+  SyncOutcome out;
+  auto result = w.target.reconciler->Sync();
+  out.finished_at = std::chrono::system_clock::now();
+  if (result) {
+    out.ok = true;
+    out.report = std::move(*result);
+    return out;
+  }
+  out.error = result.error().message;
+  // The reconciler records fetch failures in the store; anything else (a
+  // store or mirror problem) is not the remote's fault.
+  if (auto state = store_.GetRepository(w.target.name); state && *state) {
+    out.fetch_failed = (*state)->fetch_failures > 0 && !(*state)->last_fetch_error.empty();
+  }
+  return out;
+}
+
+void Poller::Report(const Worker& w, const SyncOutcome& outcome, double seconds) {
+  const std::string& name = w.target.name;
+  if (!outcome.ok) {
+    metrics_.RecordSync(name, outcome.fetch_failed ? "fetch_error" : "error", seconds);
+    if (outcome.fetch_failed) {
+      metrics_.RecordFetchFailure(name);
+    } else {
+      spdlog::error("{}: sync failed: {}", name, outcome.error);
+    }
+    return;
+  }
+  const sync::SyncReport& r = outcome.report;
+  metrics_.RecordSync(name, "success", seconds);
+  const bool first = !w.first_done;
+  if (r.changed() || !r.errors.empty() || first) {
+    spdlog::info("{}", r.Summary());
+  } else {
+    spdlog::debug("{}", r.Summary());
+  }
+  const std::string short_commit = r.to_commit.substr(0, 7);
+  for (const Diagnostic& d : r.errors) {
+    spdlog::warn("{} (commit {})", d.ToString(), short_commit);
+  }
+  metrics_.SetLastSyncTimestamp(
+      name, std::chrono::duration<double>(outcome.finished_at.time_since_epoch()).count());
+  metrics_.SetAppliedCommit(name, r.to_commit);
+  if (auto errors = store_.ListErrors(name)) {
+    std::map<std::string, int> files;
+    for (const auto& e : *errors) files[e.path] += 1;
+    metrics_.SetSyncErrors(name, static_cast<double>(files.size()));
+  }
+  if (r.changed() || first) RefreshObjectCounts();
+}
+
+void Poller::RefreshObjectCounts() {
+  std::lock_guard lock(counts_mu_);
+  auto objects = store_.ListObjects();
+  if (!objects) {
+    spdlog::error("cannot count objects: {}", objects.error().message);
+    return;
+  }
+  std::map<std::string, int> counts{{"Template", 0}, {"ReleaseFlow", 0}, {"PreviewTemplate", 0}};
+  for (const auto& o : *objects) counts[o.kind] += 1;
+  for (const auto& [kind, n] : counts) metrics_.SetObjects(kind, n);
+}
+
+}  // namespace gitopsd::daemon

@@ -1,0 +1,196 @@
+#include "daemon/serve.h"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <cstdlib>
+#include <chrono>
+#include <filesystem>
+
+#include "daemon/api.h"
+#include "daemon/logging.h"
+#include "daemon/metrics.h"
+#include "daemon/notify.h"
+#include "daemon/poller.h"
+#include "daemon/tokens.h"
+#include "sync/model.h"
+#include "sync/reconcile.h"
+#include "sync/store.h"
+
+namespace gitopsd::daemon {
+namespace fs = std::filesystem;
+
+namespace {
+
+void PrintFatal(const std::string& message) {
+  std::fprintf(stderr, "gitopsd: %s\n", message.c_str());
+  std::fflush(stderr);
+}
+
+// Creates the folder and its missing parents; the folders it creates are
+// private (0700): the state holds secrets.
+Status EnsurePrivateDir(const fs::path& dir) {
+  std::error_code ec;
+  if (fs::is_directory(dir, ec)) return Ok();
+  if (dir.has_parent_path() && dir.parent_path() != dir) {
+    if (auto s = EnsurePrivateDir(dir.parent_path()); !s) return s;
+  }
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return Fail("cannot create the state folder " + dir.string() + ": " + std::strerror(errno));
+  }
+  return Ok();
+}
+
+sync::RepositoryConfig ToRepositoryConfig(const RepositorySettings& s, const Config& c) {
+  sync::RepositoryConfig r;
+  r.name = s.name;
+  r.url = s.url;
+  r.branch = s.branch;
+  r.folder = s.sync_path;
+  r.prune = s.prune;
+  r.credentials.username = s.username;
+  r.credentials.password = s.password;
+  r.credentials.ssh_key_file = s.ssh_key_file;
+  r.credentials.known_hosts_file = s.known_hosts_file;
+  r.credentials.ca_file = s.ca_file;
+  r.limits.max_bytes = s.max_file_bytes;
+  r.limits.max_depth = s.max_depth;
+  r.mirror_dir = (fs::path(c.state_dir) / "repos" / (s.name + ".git")).string();
+  return r;
+}
+
+// How long shutdown waits for syncs in progress.
+constexpr std::chrono::seconds kSyncGrace{10};
+
+// Everything the running daemon owns, destroyed in reverse order.
+class Daemon {
+ public:
+  int Run(const Config& config, const model::Loader& loader) {
+    if (auto s = EnsurePrivateDir(config.state_dir); !s) return Fatal(s.error().message);
+    if (auto s = EnsurePrivateDir(fs::path(config.state_dir) / "repos"); !s) {
+      return Fatal(s.error().message);
+    }
+    const std::string db_path = (fs::path(config.state_dir) / "state.db").string();
+    auto store = store::Store::Open(db_path);
+    if (!store) {
+      std::string why = store.error().message;
+      if (why.find(db_path) == std::string::npos) {
+        why = "cannot open the state database " + db_path + ": " + why;
+      }
+      return Fatal(why +
+                   " (move the file away to start from an empty state; gitopsd re-syncs from Git)");
+    }
+    store_ = std::move(*store);
+
+    if (!config.api_tokens_file.empty()) {
+      auto tokens = TokenStore::LoadFile(config.api_tokens_file);
+      if (!tokens) return Fatal(tokens.error().message, kExitConfig);
+      tokens_ = std::make_unique<TokenStore>(std::move(*tokens));
+      spdlog::info("API tokens: {} from {}", tokens_->size(), config.api_tokens_file);
+    } else {
+      spdlog::warn("no apiTokensFile configured: the API is read-only (writes answer 403)");
+    }
+
+    std::vector<PollTarget> targets;
+    for (const auto& s : config.repositories) {
+      auto reconciler = sync::Reconciler::Create(ToRepositoryConfig(s, config), *store_, loader);
+      if (!reconciler) return Fatal(s.name + ": " + reconciler.error().message);
+      spdlog::info("repository {}: {} branch {} folder {} every {}", s.name,
+                   git::RedactUrl(s.url), s.branch, s.sync_path, FormatDuration(s.poll_interval));
+      targets.push_back(PollTarget{s.name, s.poll_interval, std::move(*reconciler)});
+    }
+    if (config.repositories.empty()) {
+      spdlog::warn("no repositories configured: there is nothing to sync");
+    }
+    poller_ = std::make_unique<Poller>(*store_, metrics_, std::move(targets));
+
+    ApiOptions api_options;
+    api_options.listen = config.listen;
+    ApiDeps deps{store_.get(), poller_.get(), &metrics_, tokens_.get()};
+    auto api = ApiServer::Start(api_options, deps);
+    if (!api) return Fatal(api.error().message);
+    api_ = std::move(*api);
+    spdlog::info("gitopsd {} listening on {} (port {}), state in {}", GITOPSD_VERSION,
+                 config.listen, api_->port(), config.state_dir);
+
+    poller_->Start();
+    NotifySystemd("READY=1\nSTATUS=serving");
+    const int sig = WaitForTermination();
+    spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    NotifySystemd("STOPPING=1");
+    poller_->BeginStop();  // releases API requests waiting for a sync
+    api_->Stop();
+    if (!poller_->Stop(kSyncGrace)) {
+      // A thread is stuck inside a fetch; joining it would hang the exit.
+      // Every store change is one transaction, so ending here loses nothing.
+      spdlog::warn("exiting without waiting for the running sync");
+      spdlog::shutdown();
+      std::_Exit(kExitOk);
+    }
+    spdlog::info("stopped");
+    return kExitOk;
+  }
+
+ private:
+  static int Fatal(const std::string& message, int code = kExitRuntime) {
+    PrintFatal(message);
+    return code;
+  }
+
+  static int WaitForTermination() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    int sig = 0;
+    while (sigwait(&set, &sig) != 0) {
+    }
+    return sig;
+  }
+
+  DaemonMetrics metrics_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<TokenStore> tokens_;
+  std::unique_ptr<Poller> poller_;
+  std::unique_ptr<ApiServer> api_;
+};
+
+}  // namespace
+
+int RunServe(const ServeRequest& request) {
+  // Block the termination signals before any thread starts, so every thread
+  // inherits the mask and only sigwait in this thread sees them.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  auto loader = model::Loader::Create();
+  if (!loader) {
+    PrintFatal("cannot compile the embedded schemas: " + loader.error().message);
+    return kExitRuntime;
+  }
+  Result<Config> config = request.quick ? QuickConfig(*request.quick)
+                                        : LoadConfigFile(request.config_path, *loader);
+  if (!config) {
+    PrintFatal("bad configuration:\n" + config.error().message);
+    return kExitConfig;
+  }
+  const std::string& level = request.log_level.empty() ? config->log_level : request.log_level;
+  if (auto s = SetUpLogging(level); !s) {
+    PrintFatal(s.error().message);
+    return kExitConfig;
+  }
+  spdlog::info("configuration: {} ({} repositories)", config->source, config->repositories.size());
+  for (const auto& note : config->notes) spdlog::info("{}", note);
+  Daemon daemon;
+  return daemon.Run(*config, *loader);
+}
+
+}  // namespace gitopsd::daemon

@@ -1,0 +1,116 @@
+#include "tests/daemon/daemon_harness.h"
+
+#include <Poco/Net/HTTPClientSession.h>
+#include <Poco/Net/HTTPRequest.h>
+#include <Poco/Net/HTTPResponse.h>
+#include <Poco/StreamCopier.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <thread>
+
+namespace gitopsd::test {
+
+std::string GitopsdBinary() { return GITOPSD_BIN; }
+
+std::optional<json::Value> HttpReply::Json() const {
+  auto v = json::Parse(body);
+  if (!v) return std::nullopt;
+  return std::move(*v);
+}
+
+HttpReply Http(int port, const std::string& method, const std::string& path,
+               const std::map<std::string, std::string>& headers, const std::string& body) {
+  HttpReply reply;
+  try {
+    Poco::Net::HTTPClientSession session("127.0.0.1", static_cast<Poco::UInt16>(port));
+    session.setTimeout(Poco::Timespan(30, 0));
+    Poco::Net::HTTPRequest request(method, path, Poco::Net::HTTPMessage::HTTP_1_1);
+    for (const auto& [k, v] : headers) request.set(k, v);
+    if (!body.empty() || method == "POST" || method == "PUT") {
+      request.setContentLength64(static_cast<Poco::Int64>(body.size()));
+    }
+    session.sendRequest(request) << body;
+    Poco::Net::HTTPResponse response;
+    std::istream& in = session.receiveResponse(response);
+    Poco::StreamCopier::copyToString(in, reply.body);
+    reply.status = static_cast<int>(response.getStatus());
+    for (const auto& [k, v] : response) reply.headers[k] = v;
+  } catch (const Poco::Exception& e) {
+    reply.error = e.displayText();
+  } catch (const std::exception& e) {
+    reply.error = e.what();
+  }
+  return reply;
+}
+
+bool WaitUntil(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    if (condition()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+CommandResult RunGitopsd(const std::vector<std::string>& args) {
+  std::vector<std::string> argv{GitopsdBinary()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunCommand(argv);
+}
+
+std::optional<int> WaitForExit(Process& process, std::chrono::milliseconds timeout) {
+  if (!WaitUntil([&] { return !process.Running(); }, timeout)) return std::nullopt;
+  int status = process.Stop();
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
+namespace {
+void ReplaceAll(std::string& s, const std::string& from, const std::string& to) {
+  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) {
+    s.replace(at, from.size(), to);
+  }
+}
+}  // namespace
+
+::testing::AssertionResult DaemonUnderTest::StartWithConfig(const std::string& config) {
+  port_ = FreeLoopbackPort();
+  std::string text = config;
+  ReplaceAll(text, "@PORT@", std::to_string(port_));
+  ReplaceAll(text, "@STATE@", state_dir());
+  if (!WriteTextFile(config_path(), text)) {
+    return ::testing::AssertionFailure() << "cannot write " << config_path();
+  }
+  return StartWithArgs({"serve", "--config", config_path()});
+}
+
+::testing::AssertionResult DaemonUnderTest::StartWithArgs(std::vector<std::string> args) {
+  if (port_ < 0) port_ = FreeLoopbackPort();
+  std::vector<std::string> argv{GitopsdBinary()};
+  for (auto& a : args) {
+    ReplaceAll(a, "@PORT@", std::to_string(port_));
+    ReplaceAll(a, "@STATE@", state_dir());
+    argv.push_back(a);
+  }
+  SpawnOptions options;
+  options.cwd = dir_;
+  options.output_file = dir_ + "/gitopsd.log";
+  auto p = Process::Start(argv, options);
+  if (!p) return ::testing::AssertionFailure() << p.error().message;
+  process_.emplace(std::move(*p));
+  if (!WaitUntil([&] { return WaitForPort(port_, std::chrono::milliseconds(50)) ||
+                              !process_->Running(); },
+                 std::chrono::seconds(10)) ||
+      !process_->Running()) {
+    return ::testing::AssertionFailure()
+           << "gitopsd did not start listening on port " << port_ << ":\n" << Output();
+  }
+  return ::testing::AssertionSuccess();
+}
+
+bool DaemonUnderTest::WaitReady(std::chrono::milliseconds timeout) {
+  return WaitUntil([&] { return Get("/readyz").status == 200; }, timeout);
+}
+
+}  // namespace gitopsd::test

@@ -1,0 +1,78 @@
+// Driving the real gitopsd binary: start it on a free loopback port with a
+// configuration written by the test, talk HTTP to it, wait for conditions
+// with a deadline (never a fixed sleep), and stop it by PID.
+#pragma once
+#include <chrono>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "sync/json.h"
+#include "tests/support/process.h"
+#include "tests/support/temp_dir.h"
+
+namespace gitopsd::test {
+
+std::string GitopsdBinary();
+
+struct HttpReply {
+  int status = 0;  // 0: no answer (error says why)
+  std::string body;
+  std::map<std::string, std::string> headers;
+  std::string error;
+  std::optional<json::Value> Json() const;  // the body parsed, if it is JSON
+};
+
+HttpReply Http(int port, const std::string& method, const std::string& path,
+               const std::map<std::string, std::string>& headers = {},
+               const std::string& body = "");
+
+// Polls `condition` every 20 ms until it holds or `timeout` passes.
+bool WaitUntil(const std::function<bool()>& condition,
+               std::chrono::milliseconds timeout = std::chrono::seconds(20));
+
+// Runs `gitopsd args...` to completion.
+CommandResult RunGitopsd(const std::vector<std::string>& args);
+
+// Waits up to `timeout` for the process to exit; its exit code, or nullopt
+// if it is still running (then it is left running).
+std::optional<int> WaitForExit(Process& process, std::chrono::milliseconds timeout);
+
+// A gitopsd serve process on 127.0.0.1:<free port>.
+class DaemonUnderTest {
+ public:
+  explicit DaemonUnderTest(std::string dir) : dir_(std::move(dir)) {}
+
+  // Writes `config` (a JSON text; "@PORT@" and "@STATE@" are replaced) to
+  // <dir>/gitopsd.json and starts `gitopsd serve --config` on it.
+  ::testing::AssertionResult StartWithConfig(const std::string& config);
+  // Starts `gitopsd serve <args>` (the port must be in args as @PORT@).
+  ::testing::AssertionResult StartWithArgs(std::vector<std::string> args);
+
+  int port() const { return port_; }
+  std::string state_dir() const { return dir_ + "/state"; }
+  std::string config_path() const { return dir_ + "/gitopsd.json"; }
+  Process& process() { return *process_; }
+  std::string Output() const { return process_ ? process_->Output() : ""; }
+
+  HttpReply Get(const std::string& path, const std::map<std::string, std::string>& headers = {}) {
+    return Http(port_, "GET", path, headers);
+  }
+  HttpReply Post(const std::string& path, const std::map<std::string, std::string>& headers = {},
+                 const std::string& body = "") {
+    return Http(port_, "POST", path, headers, body);
+  }
+  bool WaitReady(std::chrono::milliseconds timeout = std::chrono::seconds(20));
+  void Stop() { process_.reset(); }
+
+ private:
+  std::string dir_;
+  int port_ = -1;
+  std::optional<Process> process_;
+};
+
+}  // namespace gitopsd::test
