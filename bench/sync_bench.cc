@@ -2,20 +2,29 @@
 //
 // For each size it measures, in one run:
 //  - the initial sync (fetch into an empty mirror, parse, validate, apply);
-//  - a pushed one-file change until applied (fetch + diff + apply), beside
-//    the git command line fetching the same push into its own clone;
-// and prints the medians and the ratio. Usage: sync_bench [sizes...] [--rounds N]
+//  - a pushed one-file change until applied, started by the sync-now call
+//    (POST /api/v1/repositories/{name}/sync on a real gitopsd over loopback),
+//    beside the git command line fetching the same push into its own clone,
+//    and the same sync in-process split into fetch and apply;
+//  - the daemon's CPU time while idle for a few seconds after that;
+// and prints the medians and the ratios. Usage: sync_bench [sizes...] [--rounds N]
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <sstream>
+#include <thread>
 #include <string>
 #include <vector>
 
+#include "daemon/tokens.h"
 #include "sync/reconcile.h"
+#include "tests/daemon/daemon_harness.h"
 #include "tests/support/process.h"
 #include "tests/support/temp_dir.h"
 
@@ -61,11 +70,54 @@ std::string ObjectJson(const std::string& name, int version) {
 struct SizeResult {
   int objects;
   double initial_ms;
-  double change_ms;
-  double change_fetch_ms;  // of change_ms: fetching into the mirror
-  double change_apply_ms;  // of change_ms: diff, load, validate, store
+  double daemon_change_ms;  // sync-now call answered with the change applied
+  double change_ms;         // the same in-process
+  double change_fetch_ms;   // of change_ms: fetching into the mirror
+  double change_apply_ms;   // of change_ms: diff, load, validate, store
   double git_fetch_ms;
+  double idle_cpu_ms;       // daemon CPU time over kIdleSeconds of idling
 };
+
+constexpr int kIdleSeconds = 5;
+const std::string kToken = "bench-token-0123456789";
+
+// User + system CPU time of a process so far, in ms.
+double CpuMs(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t close = stat.rfind(')');
+  if (close == std::string::npos) return -1;
+  std::istringstream fields(stat.substr(close + 2));
+  std::string f;
+  long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && fields >> f; ++i) {
+    if (i == 14) utime = std::stol(f);
+    if (i == 15) stime = std::stol(f);
+  }
+  return (utime + stime) * 1000.0 / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// A real gitopsd on the bench repository, synced only when asked.
+std::unique_ptr<gitopsd::test::DaemonUnderTest> StartDaemon(const TempDir& dir,
+                                                            const std::string& bare) {
+  std::ofstream(dir.Sub("tokens.json"))
+      << "[{\"name\": \"bench\", \"role\": \"write\", \"sha256\": \""
+      << gitopsd::daemon::ToHex(gitopsd::daemon::HashToken(kToken)) << "\"}]\n";
+  auto daemon = std::make_unique<gitopsd::test::DaemonUnderTest>(dir.Sub("daemon"));
+  std::filesystem::create_directories(dir.Sub("daemon"));
+  std::string config = "{\"stateDir\": \"@STATE@\", \"listen\": \"127.0.0.1:@PORT@\", "
+                       "\"apiTokensFile\": \"" + dir.Sub("tokens.json") + "\", "
+                       "\"log\": {\"level\": \"warn\"}, "
+                       "\"repositories\": [{\"name\": \"bench\", \"url\": \"file://" + bare +
+                       "\", \"pollInterval\": \"1h\"}]}";
+  auto started = daemon->StartWithConfig(config);
+  if (!started || !daemon->WaitReady(std::chrono::seconds(60))) {
+    std::fprintf(stderr, "gitopsd did not become ready: %s\n%s\n", started.message(),
+                 daemon->Output().c_str());
+    std::exit(1);
+  }
+  return daemon;
+}
 
 SizeResult RunSize(int objects, int rounds, const gitopsd::model::Loader& loader) {
   TempDir dir("bench");
@@ -98,7 +150,7 @@ SizeResult RunSize(int objects, int rounds, const gitopsd::model::Loader& loader
     std::fprintf(stderr, "%s\n", reconciler.error().message.c_str());
     std::exit(1);
   }
-  SizeResult result{objects, 0, 0, 0, 0, 0};
+  SizeResult result{objects, 0, 0, 0, 0, 0, 0, 0};
   auto t0 = Clock::now();
   auto first = (*reconciler)->Sync();
   result.initial_ms = MsSince(t0);
@@ -108,7 +160,8 @@ SizeResult RunSize(int objects, int rounds, const gitopsd::model::Loader& loader
     std::exit(1);
   }
 
-  std::vector<double> ours, ours_fetch, ours_apply, theirs;
+  auto daemon = StartDaemon(dir, bare);
+  std::vector<double> via_daemon, ours, ours_fetch, ours_apply, theirs;
   for (int round = 1; round <= rounds; ++round) {
     std::string name = "object-" + std::to_string((round * 7919) % objects);
     std::ofstream(work + "/.gitops/templates/" + name + ".json") << ObjectJson(name, round);
@@ -129,19 +182,38 @@ SizeResult RunSize(int objects, int rounds, const gitopsd::model::Loader& loader
         std::exit(1);
       }
     };
+    auto run_daemon = [&] {
+      auto t = Clock::now();
+      auto reply = daemon->Post("/api/v1/repositories/bench/sync",
+                                {{"Authorization", "Bearer " + kToken}});
+      via_daemon.push_back(MsSince(t));
+      auto body = reply.Json();
+      const auto* updated = body ? body->Find("updated") : nullptr;
+      if (reply.status != 200 || !updated || updated->as_double() != 1) {
+        std::fprintf(stderr, "sync-now did not apply the change: %d %s\n", reply.status,
+                     reply.body.c_str());
+        std::exit(1);
+      }
+    };
     auto run_git = [&] {
       auto t = Clock::now();
       Git({"fetch", "-q", "origin", "main"}, baseline);
       theirs.push_back(MsSince(t));
     };
     if (round % 2) {
-      run_ours();
+      run_daemon();
       run_git();
+      run_ours();
     } else {
       run_git();
       run_ours();
+      run_daemon();
     }
   }
+  double cpu_before = CpuMs(daemon->process().pid());
+  std::this_thread::sleep_for(std::chrono::seconds(kIdleSeconds));
+  result.idle_cpu_ms = CpuMs(daemon->process().pid()) - cpu_before;
+  result.daemon_change_ms = Median(via_daemon);
   result.change_ms = Median(ours);
   result.change_fetch_ms = Median(ours_fetch);
   result.change_apply_ms = Median(ours_apply);
@@ -171,16 +243,22 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", loader.error().message.c_str());
     return 1;
   }
-  std::printf("%8s %12s %15s %10s %10s %13s %7s\n", "objects", "initial_ms", "change_applied",
-              "(fetch", "apply)", "git_fetch_ms", "ratio");
+  std::printf("%8s %11s %14s %13s %9s %9s %13s %7s %12s\n", "objects", "initial_ms",
+              "sync_now_ms", "in_process", "(fetch", "apply)", "git_fetch_ms", "ratio",
+              "idle_cpu_ms");
   for (int n : sizes) {
     SizeResult r = RunSize(n, rounds, *loader);
-    std::printf("%8d %12.1f %15.2f %10.2f %10.2f %13.2f %7.2f\n", r.objects, r.initial_ms,
-                r.change_ms, r.change_fetch_ms, r.change_apply_ms, r.git_fetch_ms,
-                r.change_ms / r.git_fetch_ms);
+    std::printf("%8d %11.1f %14.2f %13.2f %9.2f %9.2f %13.2f %7.2f %12.1f\n", r.objects,
+                r.initial_ms, r.daemon_change_ms, r.change_ms, r.change_fetch_ms,
+                r.change_apply_ms, r.git_fetch_ms, r.daemon_change_ms / r.git_fetch_ms,
+                r.idle_cpu_ms);
     std::fflush(stdout);
   }
-  std::printf("(medians over %d one-file changes; ratio = change applied / git fetch; target <= 1.5)\n",
-              rounds);
+  std::printf(
+      "medians over %d one-file changes. sync_now_ms: POST .../sync answered with the change\n"
+      "applied by a real gitopsd over loopback; in_process: the same sync without HTTP (fetch +\n"
+      "apply); git_fetch_ms: 'git fetch' of the same push into a clone; ratio = sync_now /\n"
+      "git fetch (target <= 1.5); idle_cpu_ms: daemon CPU time over %d s of idling.\n",
+      rounds, kIdleSeconds);
   return 0;
 }

@@ -201,14 +201,14 @@ void Poller::Report(const Worker& w, const SyncOutcome& outcome, double seconds)
 
 void Poller::RefreshObjectCounts() {
   std::lock_guard lock(counts_mu_);
-  auto objects = store_.ListObjects();
-  if (!objects) {
-    spdlog::error("cannot count objects: {}", objects.error().message);
+  auto stored = store_.CountObjectsByKind();
+  if (!stored) {
+    spdlog::error("cannot count objects: {}", stored.error().message);
     return;
   }
-  std::map<std::string, int> counts{{"Template", 0}, {"ReleaseFlow", 0}, {"PreviewTemplate", 0}};
-  for (const auto& o : *objects) counts[o.kind] += 1;
-  for (const auto& [kind, n] : counts) metrics_.SetObjects(kind, n);
+  std::map<std::string, int64_t> counts{{"Template", 0}, {"ReleaseFlow", 0}, {"PreviewTemplate", 0}};
+  for (const auto& [kind, n] : *stored) counts[kind] = n;
+  for (const auto& [kind, n] : counts) metrics_.SetObjects(kind, static_cast<double>(n));
 }
 
 }  // namespace gitopsd::daemon

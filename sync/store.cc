@@ -282,6 +282,20 @@ Result<int64_t> Store::CountObjects() const {
   return st->Int(0);
 }
 
+Result<std::map<std::string, int64_t>> Store::CountObjectsByKind() const {
+  std::lock_guard lock(mu_);
+  auto st = db_.Prepare("SELECT kind, count(*) FROM objects GROUP BY kind");
+  if (!st) return std::unexpected(st.error());
+  std::map<std::string, int64_t> out;
+  while (true) {
+    auto row = st->Step();
+    if (!row) return std::unexpected(row.error());
+    if (!*row) break;
+    out[st->Text(0)] = st->Int(1);
+  }
+  return out;
+}
+
 // ---- Tx ----
 
 Result<std::optional<FileRecord>> Tx::GetFile(const std::string& repo, const std::string& path) {

@@ -8,6 +8,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -119,6 +120,8 @@ class Store {
   Result<std::vector<RepositoryState>> ListRepositories() const;
   Result<std::optional<RepositoryState>> GetRepository(const std::string& name) const;
   Result<int64_t> CountObjects() const;
+  // Objects in force per kind (kinds with none are absent).
+  Result<std::map<std::string, int64_t>> CountObjectsByKind() const;
 
   const std::string& path() const { return db_.path(); }
 
