@@ -34,5 +34,22 @@ daemon applies it within its 5 s poll interval. Ctrl-C stops it.
 EOT
 git -C "$demo/work" remote get-url origin >/dev/null 2>&1 ||
   git -C "$demo/work" remote add origin "$PWD/$repo"
+
+# To show a sync after the first one: once the daemon is ready, edit the
+# release flow's description, commit and push, as a person would.
+(
+  for _ in $(seq 100); do
+    curl -sf http://127.0.0.1:7780/readyz >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  sleep 1
+  f="$demo/work/.gitops/release-flows/production.json"
+  sed -i "s/\"description\": \"[^\"]*\"/\"description\": \"Edited at $(date +%T) by scripts\/example.sh\"/" "$f"
+  git -C "$demo/work" -c user.name=gitopsd-example -c user.email=example@localhost \
+    commit -q -am "Example: edit the production release flow's description"
+  git -C "$demo/work" push -q origin main
+  echo "(example) pushed a change to .gitops/release-flows/production.json; the next sync applies it"
+) &
+
 exec build/daemon/gitopsd serve --repo "$PWD/$repo" --state-dir "$demo/state" \
   --listen 127.0.0.1:7780 --poll-interval 5s

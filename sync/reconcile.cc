@@ -58,10 +58,11 @@ std::string SyncReport::Summary() const {
     out += "at " + Short(to_commit) + ", nothing new";
   } else {
     out += (from_commit.empty() ? std::string("(none)") : Short(from_commit)) + " -> " +
-           Short(to_commit) + ": " + std::to_string(files_changed) + " files changed, " +
+           Short(to_commit) + ": " + std::to_string(files_changed) +
+           (files_changed == 1 ? " file" : " files") + " changed, " +
            std::to_string(added) + " added, " + std::to_string(updated) + " updated, " +
            std::to_string(deleted) + " deleted, " + std::to_string(files_failed) +
-           " files in error";
+           (files_failed == 1 ? " file" : " files") + " in error";
   }
   out += " (fetch " + std::to_string(fetch_us / 1000) + " ms, apply " +
          std::to_string(apply_us / 1000) + " ms)";
