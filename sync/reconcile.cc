@@ -150,7 +150,7 @@ Result<ChangeSet> LoadChanges(const git::Repository& repo, const RepositoryConfi
                                 : text.error().message;
       file.diagnostics.push_back(Diagnostic{change.new_path, 0, 0, message, "json-size"});
     } else {
-      model::LoadResult loaded = loader.Load(change.new_path, relative, *text);
+      model::LoadResult loaded = loader.Load(change.new_path, relative, *text, config.limits);
       file.object = std::move(loaded.object);
       file.diagnostics = std::move(loaded.diagnostics);
     }

@@ -363,5 +363,72 @@ TEST_F(DaemonE2ETest, OversizedBodiesAreRefused) {
   EXPECT_EQ(reply.status, 413) << reply.error;
 }
 
+
+// The credentials of the configuration reach Git: a password file for smart
+// HTTP, a key and a known_hosts file for SSH. A wrong password is a fetch
+// error the operator can read, and the daemon keeps running.
+class DaemonRemoteTest : public ::testing::Test {
+ protected:
+  std::string Config(const std::string& url, const std::string& auth) {
+    return "{\"stateDir\": \"@STATE@\", \"listen\": \"127.0.0.1:@PORT@\", "
+           "\"repositories\": [{\"name\": \"shop\", \"url\": \"" + url +
+           "\", \"pollInterval\": \"1h\", \"auth\": " + auth + "}]}";
+  }
+  void PushTemplate(FixtureRepo& origin) {
+    ASSERT_TRUE(origin.WriteFile(".gitops/templates/web.json", TemplateJson("web", "v1")));
+    ASSERT_FALSE(origin.Commit("first").empty());
+    ASSERT_TRUE(origin.Push());
+  }
+  TempDir dir_{"remote"};
+  DaemonUnderTest daemon_{dir_.path()};
+};
+
+TEST_F(DaemonRemoteTest, SyncsOverHttpWithAPasswordFile) {
+  HttpGitServer server("alice", "s3cret");
+  GITOPSD_START_OR_SKIP(server);
+  FixtureRepo origin(server.repos_root(), "shop");
+  PushTemplate(origin);
+  ASSERT_TRUE(WriteTextFile(dir_.Sub("password"), "s3cret\n"));
+  ASSERT_TRUE(daemon_.StartWithConfig(
+      Config(server.url_for("shop.git"),
+             "{\"username\": \"alice\", \"passwordFile\": \"" + dir_.Sub("password") + "\"}")));
+  ASSERT_TRUE(daemon_.WaitReady()) << daemon_.Output();
+  EXPECT_EQ(daemon_.Get("/api/v1/objects/templates/web").status, 200) << daemon_.Output();
+  EXPECT_EQ(daemon_.Output().find("s3cret"), std::string::npos) << "the password is never logged";
+}
+
+TEST_F(DaemonRemoteTest, AWrongPasswordIsAReadableFetchError) {
+  HttpGitServer server("alice", "s3cret");
+  GITOPSD_START_OR_SKIP(server);
+  FixtureRepo origin(server.repos_root(), "shop");
+  PushTemplate(origin);
+  ASSERT_TRUE(WriteTextFile(dir_.Sub("password"), "not-the-password\n"));
+  ASSERT_TRUE(daemon_.StartWithConfig(Config(
+      server.url_for("shop.git"),
+      "{\"username\": \"alice\", \"passwordFile\": \"" + dir_.Sub("password") + "\"}")));
+  ASSERT_TRUE(daemon_.WaitReady()) << daemon_.Output();
+  auto sync = daemon_.Get("/api/v1/sync").Json();
+  ASSERT_TRUE(sync);
+  const auto& repo = Field(*sync, "repositories")->items().at(0);
+  EXPECT_NE(StringField(repo, "lastFetchError").find("authentication failed"), std::string::npos)
+      << StringField(repo, "lastFetchError");
+  EXPECT_GE(NumberField(repo, "fetchFailures"), 1);
+  EXPECT_TRUE(daemon_.process().Running());
+  EXPECT_EQ(daemon_.Output().find("not-the-password"), std::string::npos);
+}
+
+TEST_F(DaemonRemoteTest, SyncsOverSshWithAKeyAndKnownHosts) {
+  SshGitServer server;
+  GITOPSD_START_OR_SKIP(server);
+  FixtureRepo origin(server.repos_root(), "shop");
+  PushTemplate(origin);
+  ASSERT_TRUE(daemon_.StartWithConfig(
+      Config(server.url_for(origin.bare_path()),
+             "{\"sshKeyFile\": \"" + server.client_key_path() + "\", \"knownHostsFile\": \"" +
+                 server.known_hosts_path() + "\"}")));
+  ASSERT_TRUE(daemon_.WaitReady()) << daemon_.Output();
+  EXPECT_EQ(daemon_.Get("/api/v1/objects/templates/web").status, 200) << daemon_.Output();
+}
+
 }  // namespace
 }  // namespace gitopsd::test

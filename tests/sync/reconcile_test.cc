@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <set>
 
 #include "sync/json.h"
@@ -37,8 +38,10 @@ class ReconcileTest : public ::testing::Test {
     store_ = std::move(*store);
   }
 
-  std::unique_ptr<Reconciler> MakeReconciler(bool prune = true) {
+  std::unique_ptr<Reconciler> MakeReconciler(bool prune = true,
+                                             model::LoadOptions limits = {}) {
     RepositoryConfig config;
+    config.limits = limits;
     config.name = "shop";
     config.url = repo_.file_url();
     config.prune = prune;
@@ -236,6 +239,33 @@ TEST_F(ReconcileTest, FileOverTheSizeLimitIsAnError) {
   ASSERT_EQ(report.errors.size(), 1u);
   EXPECT_EQ(report.errors[0].rule, "json-size");
   EXPECT_NE(report.errors[0].message.find("over the limit"), std::string::npos);
+}
+
+TEST_F(ReconcileTest, InvalidUtf8AndTooDeepNestingAreErrorsWhileGoodFilesApply) {
+  std::string deep = "{\"apiVersion\": \"v1.2\", \"arguments\": " + std::string(100, '[') +
+                     std::string(100, ']') + "}";
+  repo_.WriteFile(".gitops/templates/deep.json", deep);
+  repo_.WriteFile(".gitops/templates/latin1.json", TemplateJson("latin", "caf\xE9"));
+  repo_.WriteFile(".gitops/templates/web.json", TemplateJson("web", "v1"));
+  auto r = MakeReconciler();
+  SyncReport report = PushAndSync(*r);
+  std::map<std::string, std::string> rule_by_path;
+  for (const auto& e : report.errors) rule_by_path[e.path] = e.rule;
+  EXPECT_EQ(rule_by_path[".gitops/templates/deep.json"], "json-depth");
+  EXPECT_EQ(rule_by_path[".gitops/templates/latin1.json"], "json-utf8");
+  EXPECT_EQ(report.files_failed, 2);
+  EXPECT_EQ(Description("web"), "v1");
+}
+
+TEST_F(ReconcileTest, TheRepositorysOwnLimitsApply) {
+  repo_.WriteFile(".gitops/templates/web.json", TemplateJson("web", "v1"));  // 3 levels deep
+  model::LoadOptions limits;
+  limits.max_depth = 2;
+  limits.max_bytes = 4096;
+  auto r = MakeReconciler(true, limits);
+  SyncReport report = PushAndSync(*r);
+  ASSERT_EQ(report.errors.size(), 1u);
+  EXPECT_EQ(report.errors[0].rule, "json-depth");
 }
 
 TEST_F(ReconcileTest, ChangesOutsideTheFolderDoNotTouchObjects) {
