@@ -12,7 +12,7 @@ build_packages=(
 )
 test_packages=(
   libgtest-dev libgmock-dev json-schema-test-suite python3-jsonschema
-  lighttpd apache2-utils openssh-server openssh-client
+  lighttpd lighttpd-mod-openssl apache2-utils openssh-server openssh-client openssl
 )
 
 packages=("${build_packages[@]}")

@@ -16,6 +16,7 @@ namespace fs = std::filesystem;
 constexpr auto kServerStartTimeout = std::chrono::milliseconds(5000);
 constexpr int kStartAttempts = 3;  // a free port can be taken between probe and bind
 constexpr const char* kGitHttpBackend = "/usr/lib/git-core/git-http-backend";
+constexpr const char* kLighttpdModOpenssl = "/usr/lib/lighttpd/mod_openssl.so";
 
 std::string Trim(std::string text) {
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) text.pop_back();
@@ -65,6 +66,16 @@ CommandResult RunGit(const std::vector<std::string>& args, const std::string& cw
                   << result.output;
   }
   return result;
+}
+
+Status MakeSelfSignedCertificate(const std::string& cert_file, const std::string& key_file,
+                                 const std::string& dns_name) {
+  CommandResult openssl = RunCommand({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                                      "ec_paramgen_curve:prime256v1", "-nodes", "-days", "3", "-subj",
+                                      "/CN=" + dns_name, "-addext", "subjectAltName=DNS:" + dns_name,
+                                      "-keyout", key_file, "-out", cert_file});
+  if (!openssl.ok()) return Fail("openssl could not make a certificate for " + dns_name + ": " + openssl.output);
+  return Ok();
 }
 
 // ---- FixtureRepo ----------------------------------------------------------
@@ -158,17 +169,23 @@ bool FixtureRepo::ForcePush(const std::string& branch) {
 
 // ---- HttpGitServer --------------------------------------------------------
 
-HttpGitServer::HttpGitServer(std::string user, std::string password)
-    : user_(std::move(user)), password_(std::move(password)), repos_root_(dir_.Sub("repos")) {
+HttpGitServer::HttpGitServer(std::string user, std::string password, Scheme scheme)
+    : user_(std::move(user)), password_(std::move(password)), scheme_(scheme), repos_root_(dir_.Sub("repos")) {
   std::error_code ec;
   fs::create_directories(repos_root_, ec);
   fs::create_directories(dir_.Sub("www"), ec);
 }
 
-std::string HttpGitServer::Unavailable() {
+std::string HttpGitServer::Unavailable() const {
   if (FindExecutable("lighttpd").empty()) return "lighttpd is not installed (apt-get install lighttpd)";
   if (FindExecutable("htpasswd").empty()) return "htpasswd is not installed (apt-get install apache2-utils)";
   if (access(kGitHttpBackend, X_OK) != 0) return std::string(kGitHttpBackend) + " is missing (install git)";
+  if (scheme_ == Scheme::kHttps) {
+    if (FindExecutable("openssl").empty()) return "the openssl command is not installed (apt-get install openssl)";
+    if (access(kLighttpdModOpenssl, R_OK) != 0) {
+      return std::string(kLighttpdModOpenssl) + " is missing (apt-get install lighttpd-mod-openssl)";
+    }
+  }
   return "";
 }
 
@@ -176,6 +193,10 @@ Status HttpGitServer::Start() {
   CommandResult htpasswd =
       RunCommand({"htpasswd", "-bc", dir_.Sub("htpasswd"), user_, password_});
   if (!htpasswd.ok()) return Fail("htpasswd failed: " + htpasswd.output);
+  bool tls = scheme_ == Scheme::kHttps;
+  if (tls) {
+    if (auto made = MakeSelfSignedCertificate(ca_file(), dir_.Sub("key.pem"), "localhost"); !made) return made;
+  }
   std::string last_error;
   for (int attempt = 0; attempt < kStartAttempts; ++attempt) {
     port_ = FreeLoopbackPort();
@@ -184,8 +205,14 @@ Status HttpGitServer::Start() {
          << "server.port = " << port_ << "\n"
          << "server.document-root = \"" << dir_.Sub("www") << "\"\n"
          << "server.errorlog = \"" << dir_.Sub("error.log") << "\"\n"
-         << "server.modules = ( \"mod_alias\", \"mod_setenv\", \"mod_auth\", \"mod_authn_file\", \"mod_cgi\" )\n"
-         << "alias.url = ( \"/git\" => \"" << kGitHttpBackend << "\" )\n"
+         << "server.modules = ( " << (tls ? "\"mod_openssl\", " : "")
+         << "\"mod_alias\", \"mod_setenv\", \"mod_auth\", \"mod_authn_file\", \"mod_cgi\" )\n";
+    if (tls) {
+      conf << "ssl.engine = \"enable\"\n"
+           << "ssl.pemfile = \"" << ca_file() << "\"\n"
+           << "ssl.privkey = \"" << dir_.Sub("key.pem") << "\"\n";
+    }
+    conf << "alias.url = ( \"/git\" => \"" << kGitHttpBackend << "\" )\n"
          << "$HTTP[\"url\"] =~ \"^/git\" {\n"
          << "  cgi.assign = ( \"\" => \"\" )\n"
          << "  setenv.add-environment = ( \"GIT_PROJECT_ROOT\" => \"" << repos_root_
@@ -207,13 +234,19 @@ Status HttpGitServer::Start() {
   return Fail(last_error);
 }
 
-std::string HttpGitServer::url_for(const std::string& repo) const {
-  return "http://127.0.0.1:" + std::to_string(port_) + "/git/" + repo;
+std::string HttpGitServer::Origin(const std::string& userinfo) const {
+  bool tls = scheme_ == Scheme::kHttps;
+  return std::string(tls ? "https://" : "http://") + (userinfo.empty() ? "" : userinfo + "@") +
+         (tls ? "localhost:" : "127.0.0.1:") + std::to_string(port_);
 }
 
+std::string HttpGitServer::url_for(const std::string& repo) const { return Origin("") + "/git/" + repo; }
+
 std::string HttpGitServer::url_with_credentials_for(const std::string& repo) const {
-  return "http://" + user_ + ":" + password_ + "@127.0.0.1:" + std::to_string(port_) + "/git/" + repo;
+  return Origin(user_ + ":" + password_) + "/git/" + repo;
 }
+
+std::string HttpGitServer::ca_file() const { return scheme_ == Scheme::kHttps ? dir_.Sub("cert.pem") : ""; }
 
 std::string HttpGitServer::Log() const {
   return ReadTextFile(dir_.Sub("lighttpd.out")) + ReadTextFile(dir_.Sub("error.log"));

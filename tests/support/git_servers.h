@@ -1,6 +1,7 @@
 // Real Git remotes for integration tests: fixture repositories built with the
-// git command line, git-http-backend behind lighttpd with basic auth, and
-// sshd with its own host and client keys. Everything binds to 127.0.0.1 on a
+// git command line, git-http-backend behind lighttpd with basic auth (plain
+// HTTP, or HTTPS with a self-signed certificate), and sshd with its own host
+// and client keys. Everything binds to 127.0.0.1 on a
 // free port, lives in its own TempDir and is stopped by PID when the object
 // goes away.
 //
@@ -73,30 +74,49 @@ class FixtureRepo {
   std::string work_path_;
 };
 
+// A self-signed certificate for `dns_name` (subjectAltName DNS:<dns_name>, an
+// EC P-256 key, valid for a few days) made with the openssl command line.
+// The certificate is its own CA: trusting `cert_file` trusts the server.
+Status MakeSelfSignedCertificate(const std::string& cert_file, const std::string& key_file,
+                                 const std::string& dns_name);
+
 // lighttpd + git-http-backend (mod_cgi), basic auth for every request.
+// kHttps serves TLS (mod_openssl) with a certificate made by Start() for
+// DNS:localhost, so its URLs name localhost: libgit2 1.5 with mbedTLS ignores
+// IP SANs and would refuse https://127.0.0.1.
 class HttpGitServer {
  public:
-  HttpGitServer(std::string user, std::string password);
+  enum class Scheme { kHttp, kHttps };
+
+  HttpGitServer(std::string user, std::string password, Scheme scheme = Scheme::kHttp);
   HttpGitServer(const HttpGitServer&) = delete;
   HttpGitServer& operator=(const HttpGitServer&) = delete;
 
-  // Why the server cannot run on this machine ("" = it can).
-  static std::string Unavailable();
+  // Why the server cannot run on this machine ("" = it can); kHttps also
+  // needs the openssl command line and lighttpd's mod_openssl.
+  std::string Unavailable() const;
   Status Start();
   void Stop() { server_.reset(); }
 
   // Put bare repositories here (e.g. FixtureRepo(repos_root(), "demo")).
   const std::string& repos_root() const { return repos_root_; }
   int port() const { return port_; }
-  // http://127.0.0.1:PORT/git/<repo> (repo as named under repos_root, e.g. "demo.git").
+  // http://127.0.0.1:PORT/git/<repo> or https://localhost:PORT/git/<repo>
+  // (repo as named under repos_root, e.g. "demo.git").
   std::string url_for(const std::string& repo) const;
   // The same with user:password@ in it, for the git CLI.
   std::string url_with_credentials_for(const std::string& repo) const;
+  // kHttps: the server's certificate (PEM), to trust as a CA file; made by
+  // Start() and fresh for every server. kHttp: "".
+  std::string ca_file() const;
   std::string Log() const;
 
  private:
+  std::string Origin(const std::string& userinfo) const;  // scheme://[userinfo@]host:port
+
   TempDir dir_{"http"};
   std::string user_, password_;
+  Scheme scheme_;
   std::string repos_root_;
   int port_ = -1;
   std::optional<Process> server_;

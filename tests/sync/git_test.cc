@@ -224,6 +224,95 @@ TEST_F(GitTest, PasswordInTheUrlIsRedactedFromErrors) {
   EXPECT_TRUE(Contains(fetched.error().message, "authentication failed")) << "a wrong password in the URL";
 }
 
+// ---- HTTPS ------------------------------------------------------------------
+
+// lighttpd with a self-signed certificate made for this server alone, served
+// at https://localhost:PORT. libgit2 1.5 keeps the CA file process-wide (the
+// last fetch naming one wins), so every fetch that should be trusted names
+// this server's certificate, and the untrusted cases use a certificate no
+// other test ever trusts: the tests pass in any order.
+class GitHttpsTest : public GitTest {
+ protected:
+  void SetUp() override {
+    GITOPSD_START_OR_SKIP(server_);
+    origin_.emplace(server_.repos_root(), "demo");
+    origin_->WriteFile(".gitops/app.json", "{}\n");
+    head_ = origin_->Commit("first");
+    ASSERT_TRUE(origin_->Push());
+  }
+
+  Credentials Creds(const std::string& ca_file, const std::string& password = "s3cret") {
+    return Credentials{.username = "alice", .password = password, .ca_file = ca_file};
+  }
+
+  // A self-signed certificate for DNS:localhost that the server does not use.
+  std::string OtherCa() {
+    std::string cert = dir_.Sub("other-ca.pem");
+    auto made = test::MakeSelfSignedCertificate(cert, dir_.Sub("other-ca.key"), "localhost");
+    EXPECT_TRUE(made) << made.error().message;
+    return cert;
+  }
+
+  test::HttpGitServer server_{"alice", "s3cret", test::HttpGitServer::Scheme::kHttps};
+  std::optional<FixtureRepo> origin_;
+  std::string head_;
+};
+
+TEST_F(GitHttpsTest, FetchWithBasicAuthTrustingTheServerCertificate) {
+  std::string url = server_.url_for("demo.git");
+  ASSERT_TRUE(url.starts_with("https://localhost:")) << url;
+  auto mirror = Mirror(url);
+  ASSERT_TRUE(mirror);
+  auto fetched = mirror->Fetch("main", Creds(server_.ca_file()));
+  ASSERT_TRUE(fetched) << fetched.error().message << "\nserver log:\n" << server_.Log();
+  EXPECT_EQ(*fetched, head_);
+
+  origin_->WriteFile(".gitops/app.json", "{\"v\": 2}\n");
+  std::string second = origin_->Commit("second");
+  ASSERT_TRUE(origin_->Push());
+  EXPECT_EQ(mirror->Fetch("main", Creds(server_.ca_file())).value_or("fetch failed"), second);
+}
+
+TEST_F(GitHttpsTest, ACertificateSignedByAnotherCaIsRefused) {
+  std::string other_ca = OtherCa();
+  auto mirror = Mirror(server_.url_for("demo.git"));
+  ASSERT_TRUE(mirror);
+  auto fetched = mirror->Fetch("main", Creds(other_ca));
+  ASSERT_FALSE(fetched) << "a server the CA file does not vouch for must be refused";
+  const std::string& message = fetched.error().message;
+  EXPECT_TRUE(Contains(message, "certificate")) << "the cause names the certificate";
+  EXPECT_TRUE(Contains(message, server_.url_for("demo.git")));
+  EXPECT_FALSE(Contains(message, "authentication failed")) << "TLS fails before any password is sent";
+  EXPECT_FALSE(mirror->FetchedHead("main")) << "nothing may be fetched from an untrusted server";
+
+  // The same server, credentials and mirror with the right CA file: fetched.
+  auto trusted = mirror->Fetch("main", Creds(server_.ca_file()));
+  ASSERT_TRUE(trusted) << trusted.error().message;
+  EXPECT_EQ(*trusted, head_);
+}
+
+TEST_F(GitHttpsTest, WithoutACaFileASelfSignedServerIsRefused) {
+  // Whatever CA file an earlier test left set, it is not this server's
+  // fresh certificate, and the system bundle does not vouch for it either.
+  auto mirror = Mirror(server_.url_for("demo.git"));
+  ASSERT_TRUE(mirror);
+  auto fetched = mirror->Fetch("main", Creds(""));
+  ASSERT_FALSE(fetched);
+  EXPECT_TRUE(Contains(fetched.error().message, "certificate"));
+  EXPECT_FALSE(mirror->FetchedHead("main"));
+}
+
+TEST_F(GitHttpsTest, AWrongPasswordOverTlsIsAnAuthenticationFailure) {
+  auto mirror = Mirror(server_.url_for("demo.git"));
+  ASSERT_TRUE(mirror);
+  auto fetched = mirror->Fetch("main", Creds(server_.ca_file(), "wrong-password"));
+  ASSERT_FALSE(fetched);
+  const std::string& message = fetched.error().message;
+  EXPECT_TRUE(Contains(message, "authentication failed"));
+  EXPECT_FALSE(Contains(message, "certificate")) << "the certificate was trusted";
+  EXPECT_FALSE(Contains(message, "wrong-password"));
+}
+
 // ---- SSH --------------------------------------------------------------------
 
 class GitSshTest : public GitTest {
