@@ -1,10 +1,13 @@
 #include "sync/git.h"
 
 #include <git2.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <utility>
@@ -134,15 +137,38 @@ Status UseCaFile(const std::string& ca_file) {
   return Ok();
 }
 
-// State shared with the libgit2 callbacks of one fetch.
-struct FetchContext {
+// State shared with the libgit2 callbacks of one fetch or push. libgit2
+// holds a pointer to it, so it stays where it was made.
+struct TransportContext {
   const Credentials* creds = nullptr;
   UrlParts url;
   std::optional<KnownHosts> known_hosts;
   int userpass_offers = 0;
   int ssh_key_offers = 0;
   std::string cause;  // set by a callback that refused; preferred over libgit2's text
+  // Push only: the ref status the server reported (nullopt = none reported,
+  // "" = accepted) and what it wrote on the sideband (hook output).
+  std::optional<std::string> push_status;
+  std::string remote_output;
 };
+
+// Fills in `ctx` for a connection to `url`: loads known_hosts for ssh://
+// (refusing to go on without one) and the CA file for https://.
+Status PrepareTransport(TransportContext* ctx, const std::string& url, const Credentials& creds) {
+  ctx->creds = &creds;
+  ctx->url = ParseUrl(url);
+  if (ctx->url.scheme == "ssh") {
+    if (creds.known_hosts_file.empty()) {
+      return Fail(
+          "no known_hosts file is configured, and gitopsd never connects over SSH "
+          "without verifying the host key; set known_hosts_file");
+    }
+    auto known = KnownHosts::Load(creds.known_hosts_file);
+    if (!known) return std::unexpected(known.error());
+    ctx->known_hosts = std::move(*known);
+  }
+  return UseCaFile(creds.ca_file);
+}
 
 // Configured credentials never change within a fetch, so they are offered
 // once: when the server rejects them libgit2 asks again, and the second ask
@@ -153,7 +179,7 @@ constexpr int kMaxCredentialOffers = 1;
 
 int AcquireCredentials(git_credential** out, const char* /*url*/, const char* username_from_url,
                        unsigned int allowed_types, void* payload) {
-  auto* ctx = static_cast<FetchContext*>(payload);
+  auto* ctx = static_cast<TransportContext*>(payload);
   const Credentials& creds = *ctx->creds;
   std::string user = creds.username;
   if (user.empty() && username_from_url != nullptr) user = username_from_url;
@@ -193,7 +219,7 @@ int AcquireCredentials(git_credential** out, const char* /*url*/, const char* us
   return GIT_EAUTH;
 }
 
-int RefuseHostKey(FetchContext* ctx, std::string cause) {
+int RefuseHostKey(TransportContext* ctx, std::string cause) {
   ctx->cause = std::move(cause);
   git_error_set_str(GIT_ERROR_SSH, ctx->cause.c_str());
   return GIT_ECERTIFICATE;
@@ -201,7 +227,7 @@ int RefuseHostKey(FetchContext* ctx, std::string cause) {
 
 // Pins SSH host keys to known_hosts; TLS certificates keep libgit2's verdict.
 int CheckCertificate(git_cert* cert, int /*valid*/, const char* host, void* payload) {
-  auto* ctx = static_cast<FetchContext*>(payload);
+  auto* ctx = static_cast<TransportContext*>(payload);
   if (cert->cert_type != GIT_CERT_HOSTKEY_LIBSSH2) return GIT_PASSTHROUGH;
   const auto* hostkey = reinterpret_cast<const git_cert_hostkey*>(cert);
   std::string hostname = host != nullptr && *host != '\0' ? host : ctx->url.host;
@@ -236,7 +262,7 @@ int CheckCertificate(git_cert* cert, int /*valid*/, const char* host, void* payl
   return GIT_ECERTIFICATE;
 }
 
-git_remote_callbacks MakeCallbacks(FetchContext* ctx) {
+git_remote_callbacks MakeCallbacks(TransportContext* ctx) {
   git_remote_callbacks callbacks;
   git_remote_init_callbacks(&callbacks, GIT_REMOTE_CALLBACKS_VERSION);
   callbacks.credentials = AcquireCredentials;
@@ -246,7 +272,7 @@ git_remote_callbacks MakeCallbacks(FetchContext* ctx) {
 }
 
 // Turns a failed libgit2 network call into the cause part of a sentence.
-std::string DescribeFetchFailure(const FetchContext& ctx, int code) {
+std::string DescribeTransportFailure(const TransportContext& ctx, int code) {
   if (!ctx.cause.empty()) return ctx.cause;
   std::string message = ReplaceAll(LastError(), ctx.creds->password, "***");
   std::string lower = Lower(message);
@@ -403,6 +429,220 @@ int CollectEntry(const char* root, const git_tree_entry* entry, void* payload) {
   return 0;
 }
 
+// ---- Writing: commits without a work tree, and pushes ------------------------
+
+using ReferencePtr = Owned<git_reference, git_reference_free>;
+using SignaturePtr = Owned<git_signature, git_signature_free>;
+using TreeBuilderPtr = Owned<git_treebuilder, git_treebuilder_free>;
+
+// A FileWrite path must name a file inside the repository in Git's own form,
+// so that what is committed is exactly what the caller named.
+Status CheckWritePath(const std::string& path) {
+  if (path.empty()) return Fail("a file path is empty");
+  if (path.front() == '/') {
+    return Fail("file path '" + path + "' is absolute; use a path relative to the repository root");
+  }
+  size_t start = 0;
+  while (true) {
+    size_t slash = path.find('/', start);
+    std::string_view part(path.data() + start, (slash == std::string::npos ? path.size() : slash) - start);
+    if (part.empty() || part == "." || part == "..") {
+      return Fail("file path '" + path + "' has an empty, '.' or '..' component");
+    }
+    if (Lower(std::string(part)) == ".git") return Fail("file path '" + path + "' points into .git");
+    if (part.find('\0') != std::string_view::npos) {
+      return Fail("file path '" + path + "' contains a NUL byte");
+    }
+    if (slash == std::string::npos) return Ok();
+    start = slash + 1;
+  }
+}
+
+Result<TreePtr> EmptyTree(git_repository* repo) {
+  git_treebuilder* raw_builder = nullptr;
+  if (git_treebuilder_new(&raw_builder, repo, nullptr) < 0) {
+    return Fail("cannot make an empty tree: " + LastError());
+  }
+  TreeBuilderPtr builder(raw_builder);
+  git_oid oid;
+  git_tree* raw_tree = nullptr;
+  if (git_treebuilder_write(&oid, builder.get()) < 0 || git_tree_lookup(&raw_tree, repo, &oid) < 0) {
+    return Fail("cannot make an empty tree: " + LastError());
+  }
+  return TreePtr(raw_tree);
+}
+
+// The entry at `path` in `tree`, or null if there is none (a missing folder
+// on the way, or a file where a folder would be, also mean none).
+TreeEntryPtr EntryAt(git_tree* tree, const std::string& path) {
+  git_tree_entry* raw = nullptr;
+  if (git_tree_entry_bypath(&raw, tree, path.c_str()) < 0) {
+    git_error_clear();
+    return TreeEntryPtr();
+  }
+  return TreeEntryPtr(raw);
+}
+
+// Turns one FileWrite into a tree update, or nullopt when it changes nothing
+// (deleting a missing file). Writes the blob for new content.
+Result<std::optional<git_tree_update>> ToTreeUpdate(git_repository* repo, git_tree* base,
+                                                    const std::string& path,
+                                                    const std::optional<std::string>& content) {
+  TreeEntryPtr existing = EntryAt(base, path);
+  if (existing && git_tree_entry_type(existing.get()) == GIT_OBJECT_TREE) {
+    return Fail("'" + path + "' is a folder in the parent commit, not a file");
+  }
+  git_tree_update update{};
+  update.path = path.c_str();
+  if (!content) {
+    if (!existing) return std::optional<git_tree_update>();
+    update.action = GIT_TREE_UPDATE_REMOVE;
+    return std::optional(update);
+  }
+  if (git_blob_create_from_buffer(&update.id, repo, content->data(), content->size()) < 0) {
+    return Fail("cannot store the content of '" + path + "': " + LastError());
+  }
+  update.action = GIT_TREE_UPDATE_UPSERT;
+  bool executable = existing && git_tree_entry_filemode(existing.get()) == GIT_FILEMODE_BLOB_EXECUTABLE;
+  update.filemode = executable ? GIT_FILEMODE_BLOB_EXECUTABLE : GIT_FILEMODE_BLOB;
+  return std::optional(update);
+}
+
+// The id of the tree `writes` make of `base` (base's own id when they change
+// nothing). One update per path, the last write winning; the map keeps each
+// path's storage alive for the git_tree_update that points into it.
+Result<git_oid> ApplyWrites(git_repository* repo, git_tree* base, const std::vector<FileWrite>& writes) {
+  std::map<std::string, const std::optional<std::string>*> latest;
+  for (const FileWrite& write : writes) {
+    if (auto valid = CheckWritePath(write.path); !valid) return std::unexpected(valid.error());
+    latest[write.path] = &write.content;
+  }
+  std::vector<git_tree_update> updates;
+  for (const auto& [path, content] : latest) {
+    auto update = ToTreeUpdate(repo, base, path, *content);
+    if (!update) return std::unexpected(update.error());
+    if (*update) updates.push_back(**update);
+  }
+  git_oid tree_id = *git_tree_id(base);
+  if (!updates.empty() && git_tree_create_updated(&tree_id, repo, base, updates.size(), updates.data()) < 0) {
+    return Fail("cannot apply the file changes (" + LastError() + ")");
+  }
+  return tree_id;
+}
+
+int RecordPushStatus(const char* /*refname*/, const char* status, void* payload) {
+  static_cast<TransportContext*>(payload)->push_status = status != nullptr ? status : "";
+  return 0;
+}
+
+// Keeps what the server writes on the sideband (hook output, "remote: ..."),
+// bounded so a chatty server cannot grow it without limit.
+int RecordRemoteOutput(const char* text, int length, void* payload) {
+  constexpr size_t kMaxRemoteOutput = 16 * 1024;
+  auto* ctx = static_cast<TransportContext*>(payload);
+  if (length > 0 && ctx->remote_output.size() < kMaxRemoteOutput) {
+    ctx->remote_output.append(
+        text, std::min(static_cast<size_t>(length), kMaxRemoteOutput - ctx->remote_output.size()));
+  }
+  return 0;
+}
+
+// The server's sideband text as one line: progress overwritten with '\r'
+// keeps its last state, blank lines go, lines are joined with "; ".
+std::string RemoteMessage(const std::string& output) {
+  std::string joined;
+  size_t start = 0;
+  while (start < output.size()) {
+    size_t end = output.find('\n', start);
+    if (end == std::string::npos) end = output.size();
+    std::string line = output.substr(start, end - start);
+    auto blank = [](unsigned char c) { return std::isspace(c) != 0; };
+    while (!line.empty() && blank(line.back())) line.pop_back();
+    if (size_t cr = line.rfind('\r'); cr != std::string::npos) line.erase(0, cr + 1);
+    while (!line.empty() && blank(line.front())) line.erase(0, 1);
+    if (!line.empty()) joined += (joined.empty() ? "" : "; ") + line;
+    start = end + 1;
+  }
+  return joined;
+}
+
+std::string WithoutFinalPeriod(std::string text) {
+  while (!text.empty() && (text.back() == '.' || text.back() == ' ')) text.pop_back();
+  return text;
+}
+
+PushResult MovedRemote(const std::string& branch, const std::string& detail) {
+  return PushResult{PushOutcome::kRejectedNonFastForward,
+                    "branch '" + branch + "' moved on the remote (" + detail + ")"};
+}
+
+// A ref status the server reported for a refused update. "non-fast-forward"
+// and "fetch first" (and a ref that changed under receive-pack: "... but
+// expected ...") mean the branch moved; anything else is a refusal.
+PushResult ClassifyRejection(const std::string& branch, const std::string& status,
+                             const std::string& remote) {
+  std::string lower = Lower(status + " " + remote);
+  std::string detail = remote.empty() ? status : remote + " (" + status + ")";
+  for (const char* moved : {"non-fast-forward", "fetch first", "but expected"}) {
+    if (lower.find(moved) != std::string::npos) return MovedRemote(branch, detail);
+  }
+  return PushResult{PushOutcome::kRejected, detail};
+}
+
+// Runs one push of `refspec` with gitopsd's credential and host-key checks;
+// the server's verdict on the ref and its sideband text land in `ctx`.
+int PushRef(git_remote* remote, std::string refspec, TransportContext* ctx) {
+  char* refspec_chars = refspec.data();
+  git_strarray refspecs{&refspec_chars, 1};
+  git_push_options options;
+  git_push_options_init(&options, GIT_PUSH_OPTIONS_VERSION);
+  options.callbacks = MakeCallbacks(ctx);
+  options.callbacks.push_update_reference = RecordPushStatus;
+  options.callbacks.sideband_progress = RecordRemoteOutput;
+  return git_remote_push(remote, &refspecs, &options);
+}
+
+// What a finished git_remote_push means: an outcome, or the cause of a
+// transport failure. libgit2 refuses a non-fast-forward itself when it sees
+// the remote head (GIT_ENONFASTFORWARD); the server reports its verdict
+// through push_update_reference.
+Result<PushResult> PushVerdict(int rc, const TransportContext& ctx, const std::string& branch) {
+  if (rc == GIT_ENONFASTFORWARD) return MovedRemote(branch, WithoutFinalPeriod(LastError()));
+  if (rc < 0) {
+    std::string failure = DescribeTransportFailure(ctx, rc);
+    if (ctx.cause.empty() && failure.find("status code: 403") != std::string::npos) {
+      return PushResult{PushOutcome::kRejected, "permission denied (" + failure + ")"};
+    }
+    return Fail(failure);
+  }
+  if (!ctx.push_status) return Fail("the remote did not report the result of the update");
+  if (!ctx.push_status->empty()) {
+    return ClassifyRejection(branch, *ctx.push_status, RemoteMessage(ctx.remote_output));
+  }
+  return PushResult{PushOutcome::kPushed, ""};
+}
+
+// Deletes the private ref a push goes out from, however the push ends.
+class OutgoingRef {
+ public:
+  OutgoingRef(git_repository* repo, std::string name) : repo_(repo), name_(std::move(name)) {}
+  OutgoingRef(const OutgoingRef&) = delete;
+  OutgoingRef& operator=(const OutgoingRef&) = delete;
+  ~OutgoingRef() {
+    git_reference* raw = nullptr;
+    if (git_reference_lookup(&raw, repo_, name_.c_str()) == 0) {
+      ReferencePtr ref(raw);
+      git_reference_delete(ref.get());
+    }
+    git_error_clear();
+  }
+  const std::string& name() const { return name_; }
+
+ private:
+  git_repository* repo_;
+  std::string name_;
+};
+
 }  // namespace
 
 void InitLibrary() {
@@ -484,26 +724,15 @@ Result<std::string> Repository::Fetch(const std::string& branch, const Credentia
     return Fail(prefix + "'" + branch + "' is not a valid branch name");
   }
 
-  FetchContext ctx;
-  ctx.creds = &creds;
-  ctx.url = ParseUrl(url);
-  if (ctx.url.scheme == "ssh") {
-    if (creds.known_hosts_file.empty()) {
-      return Fail(prefix + "no known_hosts file is configured, and gitopsd never connects over SSH "
-                           "without verifying the host key; set known_hosts_file");
-    }
-    auto known = KnownHosts::Load(creds.known_hosts_file);
-    if (!known) return Fail(prefix + known.error().message);
-    ctx.known_hosts = std::move(*known);
-  }
-  if (auto ca = UseCaFile(creds.ca_file); !ca) return Fail(prefix + ca.error().message);
+  TransportContext ctx;
+  if (auto ready = PrepareTransport(&ctx, url, creds); !ready) return Fail(prefix + ready.error().message);
 
   git_remote_callbacks callbacks = MakeCallbacks(&ctx);
   git_remote_connect_options connect_options;
   git_remote_connect_options_init(&connect_options, GIT_REMOTE_CONNECT_OPTIONS_VERSION);
   connect_options.callbacks = callbacks;
   int rc = git_remote_connect_ext(remote.get(), GIT_DIRECTION_FETCH, &connect_options);
-  if (rc < 0) return Fail(prefix + DescribeFetchFailure(ctx, rc));
+  if (rc < 0) return Fail(prefix + DescribeTransportFailure(ctx, rc));
 
   if (auto listed = CheckRemoteHasBranch(remote.get(), branch); !listed) {
     git_remote_disconnect(remote.get());
@@ -524,7 +753,7 @@ Result<std::string> Repository::Fetch(const std::string& branch, const Credentia
     rc = git_remote_update_tips(remote.get(), &callbacks, 0, GIT_REMOTE_DOWNLOAD_TAGS_NONE,
                                 "gitopsd: fetch");
   }
-  std::string failure = rc < 0 ? DescribeFetchFailure(ctx, rc) : "";
+  std::string failure = rc < 0 ? DescribeTransportFailure(ctx, rc) : "";
   git_remote_disconnect(remote.get());
   if (rc < 0) return Fail(prefix + failure);
   return FetchedHead(branch);
@@ -641,6 +870,102 @@ Result<CommitInfo> Repository::LookupCommit(const std::string& commit_id) const 
 
 bool Repository::HasCommit(const std::string& commit_id) const {
   return FindCommit(repo_.get(), commit_id).has_value();
+}
+
+bool Repository::IsAncestor(const std::string& ancestor, const std::string& descendant) const {
+  auto ancestor_commit = FindCommit(repo_.get(), ancestor);
+  auto descendant_commit = FindCommit(repo_.get(), descendant);
+  if (!ancestor_commit || !descendant_commit) return false;
+  const git_oid* ancestor_id = git_commit_id(ancestor_commit->get());
+  const git_oid* descendant_id = git_commit_id(descendant_commit->get());
+  if (git_oid_equal(ancestor_id, descendant_id)) return true;
+  return git_graph_descendant_of(repo_.get(), descendant_id, ancestor_id) == 1;
+}
+
+Result<std::string> Repository::CreateCommit(const std::string& parent, const std::vector<FileWrite>& writes,
+                                             const Signature& author, const std::string& message) {
+  const std::string what = "cannot create a commit " +
+                           (parent.empty() ? std::string("without parent") : "on " + parent) + " in " + dir_ +
+                           ": ";
+  CommitPtr parent_commit;
+  TreePtr base;
+  if (parent.empty()) {
+    auto empty = EmptyTree(repo_.get());
+    if (!empty) return Fail(what + empty.error().message);
+    base = std::move(*empty);
+  } else {
+    auto found = FindCommit(repo_.get(), parent);
+    if (!found) return Fail(what + found.error().message);
+    parent_commit = std::move(*found);
+    git_tree* raw_tree = nullptr;
+    if (git_commit_tree(&raw_tree, parent_commit.get()) < 0) return Fail(what + LastError());
+    base.reset(raw_tree);
+  }
+
+  auto tree_id = ApplyWrites(repo_.get(), base.get(), writes);
+  if (!tree_id) return Fail(what + tree_id.error().message);
+  git_tree* raw_tree = nullptr;
+  if (git_tree_lookup(&raw_tree, repo_.get(), &*tree_id) < 0) return Fail(what + LastError());
+  TreePtr tree(raw_tree);
+
+  git_signature* raw_signature = nullptr;
+  if (git_signature_now(&raw_signature, author.name.c_str(), author.email.c_str()) < 0) {
+    return Fail(what + "the author '" + author.name + " <" + author.email + ">' is not valid (" +
+                LastError() + ")");
+  }
+  SignaturePtr signature(raw_signature);
+  const git_commit* parents[] = {parent_commit.get()};
+  git_oid commit_id;
+  if (git_commit_create(&commit_id, repo_.get(), nullptr, signature.get(), signature.get(), nullptr,
+                        message.c_str(), tree.get(), parent_commit ? 1 : 0, parents) < 0) {
+    return Fail(what + LastError());
+  }
+  return OidString(commit_id);
+}
+
+Result<PushResult> Repository::Push(const std::string& commit, const std::string& branch,
+                                    const Credentials& creds) {
+  InitLibrary();
+  git_remote* raw_remote = nullptr;
+  if (git_remote_lookup(&raw_remote, repo_.get(), "origin") < 0) {
+    return Fail("mirror " + dir_ + " has no remote origin: " + LastError());
+  }
+  RemotePtr remote(raw_remote);
+  const std::string url = git_remote_url(remote.get());
+  const std::string prefix =
+      "cannot push commit " + commit + " to branch '" + branch + "' of " + RedactUrl(url) + ": ";
+  const std::string remote_ref = "refs/heads/" + branch;
+  int valid = 0;
+  if (branch.empty() || git_reference_name_is_valid(&valid, remote_ref.c_str()) < 0 || !valid) {
+    return Fail(prefix + "'" + branch + "' is not a valid branch name");
+  }
+  auto found = FindCommit(repo_.get(), commit);
+  if (!found) return Fail(prefix + found.error().message);
+  const git_oid commit_id = *git_commit_id(found->get());
+
+  TransportContext ctx;
+  if (auto ready = PrepareTransport(&ctx, url, creds); !ready) return Fail(prefix + ready.error().message);
+
+  // libgit2 pushes from a ref, so the commit gets a private one for the
+  // push, unique so that pushes from other Repository objects on this
+  // folder cannot delete it under this one.
+  static std::atomic<uint64_t> push_count{0};
+  OutgoingRef outgoing(repo_.get(), "refs/gitopsd/outgoing/" + commit + "-" + std::to_string(getpid()) + "-" +
+                                        std::to_string(++push_count));
+  if (git_reference_create(nullptr, repo_.get(), outgoing.name().c_str(), &commit_id, 1, nullptr) < 0) {
+    return Fail(prefix + "cannot create " + outgoing.name() + " in " + dir_ + ": " + LastError());
+  }
+  int rc = PushRef(remote.get(), outgoing.name() + ":" + remote_ref, &ctx);  // no '+': never forced
+  auto verdict = PushVerdict(rc, ctx, branch);
+  if (!verdict) return Fail(prefix + verdict.error().message);
+  if (verdict->outcome != PushOutcome::kPushed) return verdict;
+
+  const std::string tracking = "refs/remotes/origin/" + branch;
+  if (git_reference_create(nullptr, repo_.get(), tracking.c_str(), &commit_id, 1, "gitopsd: push") < 0) {
+    return Fail("commit " + commit + " was pushed to branch '" + branch + "' of " + RedactUrl(url) +
+                ", but " + tracking + " in " + dir_ + " could not be updated: " + LastError());
+  }
+  return verdict;
 }
 
 }  // namespace gitopsd::git

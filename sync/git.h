@@ -1,7 +1,9 @@
 // The Git room: a bare mirror of one remote branch, fetched over file://,
-// http(s):// or ssh://, and read-only access to the commits in it (trees,
-// diffs limited to a folder, blobs). Everything the daemon knows about Git
-// comes through here; libgit2 stays behind this header.
+// http(s):// or ssh://, read access to the commits in it (trees, diffs
+// limited to a folder, blobs), and the write side for the write-back of API
+// edits: commits made without a work tree and pushed, never forced.
+// Everything the daemon knows about Git comes through here; libgit2 stays
+// behind this header.
 //
 // What callers can rely on:
 //  - Nothing throws; every fallible call returns Result/Status with an error
@@ -14,11 +16,14 @@
 //    without one an ssh:// fetch is refused before connecting.
 //  - Wrong credentials fail the fetch after at most two attempts (one
 //    anonymous, one with the credentials); libgit2 is never left looping.
-//  - Paths in TreeEntry and Change are relative to the repository root
-//    ("<folder>/a/b.json") and use '/'.
+//  - Paths in TreeEntry, Change and FileWrite are relative to the repository
+//    root ("<folder>/a/b.json") and use '/'.
+//  - Push is never forced: a remote that moved is a PushOutcome, answered by
+//    fetching and rebasing, not an error (file:// caveat at Push).
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -65,6 +70,31 @@ struct Change {
 struct CommitInfo {
   std::string id{}, message{}, author_name{}, author_email{};
   int64_t time = 0;  // committer time, seconds since the Unix epoch
+};
+
+// One file of a commit made by CreateCommit.
+struct FileWrite {
+  std::string path{};                    // relative to the repository root, e.g. ".gitops/a.json"
+  std::optional<std::string> content{};  // nullopt = delete the file
+};
+
+struct Signature {
+  std::string name{}, email{};
+};
+
+enum class PushOutcome {
+  kPushed,                  // the branch now points at the commit
+  kRejectedNonFastForward,  // the branch moved on the remote: fetch, rebase, push again
+  kRejected,                // the server refused (hook, protected branch, permission)
+};
+
+struct PushResult {
+  PushOutcome outcome = PushOutcome::kPushed;
+  // Empty for kPushed. Otherwise the reason, as the server or libgit2 gave
+  // it: a hook's output with the ref status ("protected branch: main
+  // (pre-receive hook declined)"), or "branch 'main' moved on the remote
+  // (...)". Not a full sentence: callers put it into theirs.
+  std::string message{};
 };
 
 class Repository {
@@ -116,6 +146,36 @@ class Repository {
 
   Result<CommitInfo> LookupCommit(const std::string& commit_id) const;
   bool HasCommit(const std::string& commit_id) const;
+
+  // True if `ancestor` is `descendant` or one of its ancestors. False when
+  // either is not a commit in the mirror (or not a commit id).
+  bool IsAncestor(const std::string& ancestor, const std::string& descendant) const;
+
+  // Writes a commit whose tree is `parent`'s tree with `writes` applied, in
+  // the object database only: no work tree, no branch or ref points at it.
+  // parent "" makes a root commit. Author and committer are `author`, now;
+  // the message is stored as given. A later write to the same path wins;
+  // deleting a missing path and writing identical content are no-ops (so the
+  // tree may equal the parent's). Folders left empty disappear. New files
+  // are 100644; an overwritten executable keeps 100755. Fails, writing no
+  // commit, on a path that is absolute, has empty, "." or ".." components or
+  // a ".git" component, or needs a file to be a folder (or the reverse).
+  Result<std::string> CreateCommit(const std::string& parent, const std::vector<FileWrite>& writes,
+                                   const Signature& author, const std::string& message);
+
+  // Pushes `commit` (which must be in the mirror) to refs/heads/<branch> on
+  // origin, never forced; a missing branch is created. On kPushed,
+  // refs/remotes/origin/<branch> (FetchedHead) moves to `commit`. A remote
+  // that moved, seen by libgit2 before sending or reported by the server,
+  // is kRejectedNonFastForward, and nothing changes remotely. A refusal by
+  // the server (hook, protected branch, HTTP 403) is kRejected with its
+  // reason. Transport failures are errors worded like Fetch's ("cannot
+  // push ... : authentication failed ...", "cannot reach the remote", host
+  // key verification), with the same credential and host-key rules.
+  // Over file:// libgit2 writes into the repository itself: server hooks do
+  // not run, and a push racing another writer is not detected.
+  Result<PushResult> Push(const std::string& commit, const std::string& branch,
+                          const Credentials& creds);
 
   const std::string& path() const { return dir_; }
 
