@@ -64,6 +64,7 @@ std::string SyncReport::Summary() const {
            std::to_string(deleted) + " deleted, " + std::to_string(files_failed) +
            (files_failed == 1 ? " file" : " files") + " in error";
   }
+  if (own_commit) out += ", a write-back commit of gitopsd";
   out += " (fetch " + std::to_string(fetch_us / 1000) + " ms, apply " +
          std::to_string(apply_us / 1000) + " ms)";
   return out;
@@ -173,6 +174,12 @@ class ApplyStep {
     return Ok();
   }
 
+  // Re-decides what is in force for these identities from the recorded files.
+  Status Refresh(const std::vector<Identity>& ids) {
+    for (const auto& id : ids) TRY(Resolve(id));
+    return Ok();
+  }
+
  private:
   Status RemovePath(const std::string& path) {
     auto old = tx_.GetFile(config_.name, path);
@@ -226,6 +233,11 @@ class ApplyStep {
       TRY(tx_.ClearErrors(f.repository, f.path, "model:duplicate"));
     }
     if (claiming->size() > 1) return ReportDuplicates(id, *claiming);
+    // An API edit on its way to Git keeps the object; the write-back merges
+    // it with what Git holds now.
+    auto in_flight = tx_.UnfinishedEditOf(id.first, id.second);
+    if (!in_flight) return std::unexpected(in_flight.error());
+    if (*in_flight) return Ok();
     auto existing = tx_.GetObject(id.first, id.second);
     if (!existing) return std::unexpected(existing.error());
     if (claiming->empty()) {
@@ -272,6 +284,15 @@ class ApplyStep {
 
 }  // namespace
 
+Status Reconciler::Refresh(const std::vector<std::pair<std::string, std::string>>& ids,
+                           const std::string& commit) {
+  SyncReport ignored;
+  return store_.Apply([&](store::Tx& tx) -> Status {
+    ApplyStep step(tx, config_, commit, ignored);
+    return step.Refresh(ids);
+  });
+}
+
 Result<SyncReport> Reconciler::Apply(const std::string& commit) {
   auto start = Clock::now();
   SyncReport report;
@@ -305,6 +326,9 @@ Result<SyncReport> Reconciler::Apply(const std::string& commit) {
         if (!present.count(f.path)) set.removed_paths.push_back(f.path);
       }
     }
+    auto own = tx.IsOwnCommit(commit);
+    if (!own) return std::unexpected(own.error());
+    report.own_commit = *own;
     ApplyStep step(tx, config_, commit, report);
     TRY(step.Run(set));
     report.apply_us = MicrosSince(start);

@@ -43,6 +43,7 @@ struct SyncReport {
   int files_changed = 0;    // .json files the tree diff touched
   int files_failed = 0;     // of those, how many are in error now
   Diagnostics errors;       // problems found by this sync
+  bool own_commit = false;  // to_commit is a write-back commit of gitopsd's
   int64_t fetch_us = 0;
   int64_t apply_us = 0;
   bool changed() const { return from_commit != to_commit; }
@@ -61,7 +62,14 @@ class Reconciler {
   // Applies a commit present in the mirror. Idempotent.
   Result<SyncReport> Apply(const std::string& commit);
 
+  // Re-decides the objects in force for these (kind, name) identities from
+  // the files recorded at the applied commit (used once a write-back lands).
+  Status Refresh(const std::vector<std::pair<std::string, std::string>>& ids,
+                 const std::string& commit);
+
   const RepositoryConfig& config() const { return config_; }
+  // The mirror, for the write-back (same thread as Sync).
+  git::Repository& repository() { return repo_; }
 
  private:
   Reconciler(RepositoryConfig config, git::Repository repo, store::Store& store,

@@ -58,6 +58,48 @@ CREATE TABLE file_errors (
 );
 CREATE INDEX file_errors_by_path ON file_errors (repository, path);
 )sql",
+    R"sql(
+CREATE TABLE edits (
+  id INTEGER PRIMARY KEY,
+  repository TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  name TEXT NOT NULL,
+  op TEXT NOT NULL,
+  body TEXT NOT NULL,
+  base_body TEXT NOT NULL,
+  path TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  state TEXT NOT NULL,
+  commit_id TEXT NOT NULL DEFAULT '',
+  last_error TEXT NOT NULL DEFAULT '',
+  attempts INTEGER NOT NULL DEFAULT 0,
+  created_at_ms INTEGER NOT NULL,
+  updated_at_ms INTEGER NOT NULL
+);
+CREATE INDEX edits_unfinished ON edits (repository, state);
+CREATE INDEX edits_by_object ON edits (kind, name, state);
+CREATE TABLE conflicts (
+  id INTEGER PRIMARY KEY,
+  edit_id INTEGER NOT NULL,
+  repository TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  name TEXT NOT NULL,
+  path TEXT NOT NULL,
+  base_body TEXT NOT NULL,
+  git_body TEXT NOT NULL,
+  api_body TEXT NOT NULL,
+  policy TEXT NOT NULL,
+  in_force TEXT NOT NULL,
+  pointers TEXT NOT NULL,
+  created_at_ms INTEGER NOT NULL,
+  resolved_at_ms INTEGER NOT NULL DEFAULT 0,
+  resolution TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE own_commits (
+  commit_id TEXT PRIMARY KEY,
+  repository TEXT NOT NULL
+);
+)sql",
 };
 
 int64_t NowMs() {
@@ -119,6 +161,68 @@ RepositoryState ReadRepository(const sqlite::Statement& st) {
 constexpr const char* kRepositoryColumns =
     "name, url, branch, applied_commit, fetched_commit, last_sync_at_ms, last_sync_duration_us, "
     "fetch_failures, fetch_failures_total, last_fetch_error";
+
+
+constexpr const char* kEditColumns =
+    "id, repository, kind, name, op, body, base_body, path, actor, state, commit_id, last_error, "
+    "attempts, created_at_ms, updated_at_ms";
+
+EditRecord ReadEdit(const sqlite::Statement& st) {
+  EditRecord e;
+  e.id = st.Int(0);
+  e.repository = st.Text(1);
+  e.kind = st.Text(2);
+  e.name = st.Text(3);
+  e.op = st.Text(4);
+  e.body = st.Text(5);
+  e.base_body = st.Text(6);
+  e.path = st.Text(7);
+  e.actor = st.Text(8);
+  e.state = st.Text(9);
+  e.commit_id = st.Text(10);
+  e.last_error = st.Text(11);
+  e.attempts = st.Int(12);
+  e.created_at_ms = st.Int(13);
+  e.updated_at_ms = st.Int(14);
+  return e;
+}
+
+constexpr const char* kConflictColumns =
+    "id, edit_id, repository, kind, name, path, base_body, git_body, api_body, policy, in_force, "
+    "pointers, created_at_ms, resolved_at_ms, resolution";
+
+ConflictRecord ReadConflict(const sqlite::Statement& st) {
+  ConflictRecord c;
+  c.id = st.Int(0);
+  c.edit_id = st.Int(1);
+  c.repository = st.Text(2);
+  c.kind = st.Text(3);
+  c.name = st.Text(4);
+  c.path = st.Text(5);
+  c.base_body = st.Text(6);
+  c.git_body = st.Text(7);
+  c.api_body = st.Text(8);
+  c.policy = st.Text(9);
+  c.in_force = st.Text(10);
+  c.pointers = st.Text(11);
+  c.created_at_ms = st.Int(12);
+  c.resolved_at_ms = st.Int(13);
+  c.resolution = st.Text(14);
+  return c;
+}
+
+// Steps a statement to the end, reading every row with `read`.
+template <class T, class Stmt, class Read>
+Result<std::vector<T>> ReadAll(Stmt& st, Read read) {
+  std::vector<T> out;
+  while (true) {
+    auto row = st.Step();
+    if (!row) return std::unexpected(row.error());
+    if (!*row) break;
+    out.push_back(read(st));
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -296,6 +400,45 @@ Result<std::map<std::string, int64_t>> Store::CountObjectsByKind() const {
   return out;
 }
 
+
+Result<std::optional<EditRecord>> Store::GetEdit(int64_t id) const {
+  std::lock_guard lock(mu_);
+  auto st = db_.Prepare(std::string("SELECT ") + kEditColumns + " FROM edits WHERE id = ?1");
+  if (!st) return std::unexpected(st.error());
+  st->Bind(1, id);
+  auto row = st->Step();
+  if (!row) return std::unexpected(row.error());
+  if (!*row) return std::optional<EditRecord>();
+  return std::optional<EditRecord>(ReadEdit(*st));
+}
+
+Result<int64_t> Store::CountUnfinishedEdits(const std::string& repo) const {
+  std::lock_guard lock(mu_);
+  auto st = db_.Prepare(
+      "SELECT count(*) FROM edits WHERE state IN ('pending', 'committed') "
+      "AND (?1 = '' OR repository = ?1)");
+  if (!st) return std::unexpected(st.error());
+  st->Bind(1, repo);
+  auto row = st->Step();
+  if (!row) return std::unexpected(row.error());
+  return st->Int(0);
+}
+
+Result<std::vector<ConflictRecord>> Store::ListConflicts(bool open_only) const {
+  std::lock_guard lock(mu_);
+  auto st = db_.Prepare(std::string("SELECT ") + kConflictColumns +
+                        " FROM conflicts WHERE ?1 = 0 OR resolved_at_ms = 0 ORDER BY id");
+  if (!st) return std::unexpected(st.error());
+  st->Bind(1, int64_t{open_only});
+  return ReadAll<ConflictRecord>(*st, ReadConflict);
+}
+
+Result<std::optional<ConflictRecord>> Store::GetConflict(int64_t id) const {
+  std::lock_guard lock(mu_);
+  Tx tx(db_);
+  return tx.GetConflict(id);
+}
+
 // ---- Tx ----
 
 Result<std::optional<FileRecord>> Tx::GetFile(const std::string& repo, const std::string& path) {
@@ -444,6 +587,124 @@ Status Tx::SetApplied(const std::string& repo, const std::string& commit, int64_
       "last_sync_duration_us = ?4 WHERE name = ?1");
   if (!st) return std::unexpected(st.error());
   return (*st)->Bind(1, repo).Bind(2, commit).Bind(3, at_ms).Bind(4, duration_us).Run();
+}
+
+Result<int64_t> Tx::AddEdit(const EditRecord& e) {
+  auto st = db_.Cached(
+      "INSERT INTO edits (repository, kind, name, op, body, base_body, path, actor, state, "
+      "commit_id, last_error, attempts, created_at_ms, updated_at_ms) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)");
+  if (!st) return std::unexpected(st.error());
+  TRY((*st)->Bind(1, e.repository)
+          .Bind(2, e.kind)
+          .Bind(3, e.name)
+          .Bind(4, e.op)
+          .Bind(5, e.body)
+          .Bind(6, e.base_body)
+          .Bind(7, e.path)
+          .Bind(8, e.actor)
+          .Bind(9, e.state)
+          .Bind(10, e.commit_id)
+          .Bind(11, e.last_error)
+          .Bind(12, e.attempts)
+          .Bind(13, NowMs())
+          .Run());
+  return db_.LastInsertRowId();
+}
+
+Status Tx::UpdateEdit(const EditRecord& e) {
+  auto st = db_.Cached(
+      "UPDATE edits SET body = ?2, base_body = ?3, path = ?4, state = ?5, commit_id = ?6, "
+      "last_error = ?7, attempts = ?8, actor = ?9, op = ?10, updated_at_ms = ?11 WHERE id = ?1");
+  if (!st) return std::unexpected(st.error());
+  return (*st)->Bind(1, e.id)
+      .Bind(2, e.body)
+      .Bind(3, e.base_body)
+      .Bind(4, e.path)
+      .Bind(5, e.state)
+      .Bind(6, e.commit_id)
+      .Bind(7, e.last_error)
+      .Bind(8, e.attempts)
+      .Bind(9, e.actor)
+      .Bind(10, e.op)
+      .Bind(11, NowMs())
+      .Run();
+}
+
+Result<std::vector<EditRecord>> Tx::UnfinishedEdits(const std::string& repo) {
+  auto st = db_.Cached(std::string("SELECT ") + kEditColumns +
+                       " FROM edits WHERE repository = ?1 AND state IN ('pending', 'committed') "
+                       "ORDER BY id");
+  if (!st) return std::unexpected(st.error());
+  (*st)->Bind(1, repo);
+  return ReadAll<EditRecord>(**st, ReadEdit);
+}
+
+Result<std::optional<EditRecord>> Tx::UnfinishedEditOf(const std::string& kind,
+                                                       const std::string& name) {
+  auto st = db_.Cached(std::string("SELECT ") + kEditColumns +
+                       " FROM edits WHERE kind = ?1 AND name = ?2 AND state IN ('pending', "
+                       "'committed') ORDER BY id DESC LIMIT 1");
+  if (!st) return std::unexpected(st.error());
+  (*st)->Bind(1, kind).Bind(2, name);
+  auto row = (*st)->Step();
+  if (!row) return std::unexpected(row.error());
+  if (!*row) return std::optional<EditRecord>();
+  return std::optional<EditRecord>(ReadEdit(**st));
+}
+
+Result<int64_t> Tx::AddConflict(const ConflictRecord& c) {
+  auto st = db_.Cached(
+      "INSERT INTO conflicts (edit_id, repository, kind, name, path, base_body, git_body, "
+      "api_body, policy, in_force, pointers, created_at_ms) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)");
+  if (!st) return std::unexpected(st.error());
+  TRY((*st)->Bind(1, c.edit_id)
+          .Bind(2, c.repository)
+          .Bind(3, c.kind)
+          .Bind(4, c.name)
+          .Bind(5, c.path)
+          .Bind(6, c.base_body)
+          .Bind(7, c.git_body)
+          .Bind(8, c.api_body)
+          .Bind(9, c.policy)
+          .Bind(10, c.in_force)
+          .Bind(11, c.pointers)
+          .Bind(12, NowMs())
+          .Run());
+  return db_.LastInsertRowId();
+}
+
+Status Tx::ResolveConflict(int64_t id, const std::string& resolution, int64_t at_ms) {
+  auto st = db_.Cached(
+      "UPDATE conflicts SET resolution = ?2, resolved_at_ms = ?3 WHERE id = ?1");
+  if (!st) return std::unexpected(st.error());
+  return (*st)->Bind(1, id).Bind(2, resolution).Bind(3, at_ms).Run();
+}
+
+Result<std::optional<ConflictRecord>> Tx::GetConflict(int64_t id) {
+  auto st = db_.Cached(std::string("SELECT ") + kConflictColumns + " FROM conflicts WHERE id = ?1");
+  if (!st) return std::unexpected(st.error());
+  (*st)->Bind(1, id);
+  auto row = (*st)->Step();
+  if (!row) return std::unexpected(row.error());
+  if (!*row) return std::optional<ConflictRecord>();
+  return std::optional<ConflictRecord>(ReadConflict(**st));
+}
+
+Status Tx::RecordOwnCommit(const std::string& repo, const std::string& commit) {
+  auto st = db_.Cached("INSERT OR IGNORE INTO own_commits (commit_id, repository) VALUES (?1, ?2)");
+  if (!st) return std::unexpected(st.error());
+  return (*st)->Bind(1, commit).Bind(2, repo).Run();
+}
+
+Result<bool> Tx::IsOwnCommit(const std::string& commit) {
+  auto st = db_.Cached("SELECT 1 FROM own_commits WHERE commit_id = ?1");
+  if (!st) return std::unexpected(st.error());
+  (*st)->Bind(1, commit);
+  auto row = (*st)->Step();
+  if (!row) return std::unexpected(row.error());
+  return *row;
 }
 
 }  // namespace gitopsd::store

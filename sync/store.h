@@ -20,7 +20,7 @@
 
 namespace gitopsd::store {
 
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;
 
 // An object in force: the last good version of (kind, name).
 struct ObjectRecord {
@@ -71,6 +71,49 @@ struct RepositoryState {
   std::string last_fetch_error;
 };
 
+// An API edit on its way to Git (the outbox). States: "pending" (stored,
+// not yet committed), "committed" (in a local commit, commit_id, push not
+// yet confirmed), "pushed" (in the remote branch), "conflict" (overlapped a
+// Git change; see ConflictRecord), "superseded" (replaced by a later edit of
+// the same object before it was committed).
+struct EditRecord {
+  int64_t id = 0;
+  std::string repository;
+  std::string kind;
+  std::string name;
+  std::string op;         // "put" or "delete"
+  std::string body;       // compact JSON of the edited object ("" for delete)
+  std::string base_body;  // compact JSON both sides agreed on ("" = no file then)
+  std::string path;       // file the edit goes to
+  std::string actor;      // API token name
+  std::string state;
+  std::string commit_id;  // set once committed
+  std::string last_error;
+  int64_t attempts = 0;
+  int64_t created_at_ms = 0;
+  int64_t updated_at_ms = 0;
+};
+
+// Concurrent edits that could not merge. Both versions are kept; in_force
+// says which side the policy left in force ("git" or "api").
+struct ConflictRecord {
+  int64_t id = 0;
+  int64_t edit_id = 0;
+  std::string repository;
+  std::string kind;
+  std::string name;
+  std::string path;
+  std::string base_body;
+  std::string git_body;  // "" when Git deleted the file
+  std::string api_body;  // "" when the API deleted the object
+  std::string policy;    // "git-wins" or "api-wins"
+  std::string in_force;  // "git" or "api"
+  std::string pointers;  // JSON array of the overlapping JSON pointers
+  int64_t created_at_ms = 0;
+  int64_t resolved_at_ms = 0;  // 0 while open
+  std::string resolution;      // "git", "api" or "body" once resolved
+};
+
 // The operations of one transaction. Obtained only inside Store::Apply.
 class Tx {
  public:
@@ -93,6 +136,23 @@ class Tx {
 
   Status SetApplied(const std::string& repo, const std::string& commit, int64_t at_ms,
                     int64_t duration_us);
+
+  // Outbox.
+  Result<int64_t> AddEdit(const EditRecord& edit);  // returns the id
+  Status UpdateEdit(const EditRecord& edit);         // by id: state, commit_id, errors, attempts
+  // Edits of the repository in state pending or committed, oldest first.
+  Result<std::vector<EditRecord>> UnfinishedEdits(const std::string& repo);
+  // The unfinished edit of one object, if any.
+  Result<std::optional<EditRecord>> UnfinishedEditOf(const std::string& kind,
+                                                     const std::string& name);
+
+  Result<int64_t> AddConflict(const ConflictRecord& conflict);
+  Status ResolveConflict(int64_t id, const std::string& resolution, int64_t at_ms);
+  Result<std::optional<ConflictRecord>> GetConflict(int64_t id);
+
+  // Commits gitopsd made itself, so the sync never takes them as foreign.
+  Status RecordOwnCommit(const std::string& repo, const std::string& commit);
+  Result<bool> IsOwnCommit(const std::string& commit);
 
  private:
   friend class Store;
@@ -120,6 +180,11 @@ class Store {
   Result<std::vector<RepositoryState>> ListRepositories() const;
   Result<std::optional<RepositoryState>> GetRepository(const std::string& name) const;
   Result<int64_t> CountObjects() const;
+  Result<std::optional<EditRecord>> GetEdit(int64_t id) const;
+  Result<int64_t> CountUnfinishedEdits(const std::string& repo = "") const;
+  Result<std::vector<ConflictRecord>> ListConflicts(bool open_only = true) const;
+  Result<std::optional<ConflictRecord>> GetConflict(int64_t id) const;
+
   // Objects in force per kind (kinds with none are absent).
   Result<std::map<std::string, int64_t>> CountObjectsByKind() const;
 

@@ -21,6 +21,7 @@
 #pragma once
 #include <cstdint>
 #include <expected>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -36,6 +37,9 @@ struct WriteBackConfig {
   std::string author_email = "gitopsd@localhost";
   std::string conflict_policy = "git-wins";  // or "api-wins"
   int max_rounds = 5;                        // fetch/rebase/push attempts per Run
+  // Called after a round's commit is made and before it is pushed. Tests use
+  // it to move the remote at that very moment; production leaves it empty.
+  std::function<void()> before_push{};
 };
 
 struct EditRequest {
@@ -59,6 +63,7 @@ enum class EditErrorCode {
   kPrecondition,  // if_match is not the current revision                   -> 412
   kNotFound,      // delete of an object that does not exist                -> 404
   kNotWritable,   // the object's repository has writeBack off / no repo    -> 409
+  kResolved,      // the conflict is already resolved                       -> 409
   kInternal,      //                                                        -> 500
 };
 
@@ -86,6 +91,14 @@ class WriteBack {
 
   // Thread-safe (only touches the store). The edit is durable on success.
   std::expected<EditReceipt, EditError> Submit(const EditRequest& request);
+
+  // Resolves an open conflict: take "git" (the Git version stays; the API
+  // edit is dropped), "api" (the API version is written to Git), or a body
+  // (written as a new edit on top of the Git version). Returns the receipt of
+  // the resulting edit (edit_id 0 when nothing has to be written).
+  std::expected<EditReceipt, EditError> Resolve(int64_t conflict_id, const std::string& take,
+                                                const std::optional<std::string>& body_text,
+                                                const std::string& actor);
 
   // Commits and pushes what is pending. Not thread-safe: call it from the
   // thread that calls the reconciler's Sync, never concurrently with it.

@@ -122,6 +122,13 @@ TEST(JsonParse, ScalarDocumentsAndEscapes) {
   auto v = Parse("\"a\\n\\u00e9\"");
   ASSERT_TRUE(v.has_value());
   EXPECT_EQ(v->as_string(), "a\n\xC3\xA9");
+  for (const char* text : {"null", "null\n", " null ", "true\n", " false"}) {
+    EXPECT_TRUE(Parse(text).has_value()) << text;
+  }
+  EXPECT_FALSE(Parse("nul").has_value());
+  EXPECT_FALSE(Parse("nulll").has_value());
+  EXPECT_FALSE(Parse("null x").has_value());
+  EXPECT_FALSE(Parse("[null x]").has_value());
   auto n = Parse("42");
   ASSERT_TRUE(n.has_value());
   EXPECT_TRUE(n->is_integer());
