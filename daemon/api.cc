@@ -2,21 +2,31 @@
 
 #include <Poco/Net/HTTPRequestHandler.h>
 #include <Poco/Net/HTTPRequestHandlerFactory.h>
-#include <Poco/Net/HTTPServer.h>
+#include <Poco/Net/HTTPServerConnection.h>
 #include <Poco/Net/HTTPServerParams.h>
 #include <Poco/Net/HTTPServerRequest.h>
 #include <Poco/Net/HTTPServerResponse.h>
 #include <Poco/Net/NetException.h>
 #include <Poco/Net/ServerSocket.h>
 #include <Poco/Net/SocketAddress.h>
+#include <Poco/Net/StreamSocket.h>
+#include <Poco/Net/TCPServer.h>
+#include <Poco/Net/TCPServerConnectionFactory.h>
 #include <Poco/ThreadPool.h>
 #include <Poco/URI.h>
 #include <spdlog/spdlog.h>
 
-#include <ctime>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <map>
+#include <mutex>
+#include <optional>
 #include <set>
+#include <thread>
 
+#include "daemon/api_json.h"
+#include "daemon/api_write.h"
 #include "daemon/config.h"
 #include "daemon/metrics.h"
 #include "daemon/poller.h"
@@ -28,58 +38,10 @@
 namespace gitopsd::daemon {
 namespace {
 
-// ---- A request and a response without Poco, so the routes read plainly.
-
-struct Request {
-  std::string method;
-  std::string path;
-  std::map<std::string, std::string> query;
-  std::string authorization;
-  std::string if_none_match;
-  std::string body;
-};
-
-struct Response {
-  int status = 200;
-  std::string content_type = "application/json";
-  std::string body;
-  std::vector<std::pair<std::string, std::string>> headers;
-};
-
-json::Value Str(std::string s) { return json::Value::String(std::move(s)); }
-json::Value Int(int64_t n) { return json::Value::NumberText(std::to_string(n)); }
-json::Value StrOrNull(const std::string& s) { return s.empty() ? json::Value::Null() : Str(s); }
-
-Response Json(int status, const json::Value& v) {
-  Response r;
-  r.status = status;
-  r.body = json::SerializeCompact(v) + "\n";
-  return r;
-}
-
-Response ErrorResponse(int status, std::string code, std::string message) {
-  return Json(status, json::Value::Object({{"error", json::Value::Object({
-                                                         {"code", Str(std::move(code))},
-                                                         {"message", Str(std::move(message))},
-                                                     })}}));
-}
-
 Response MethodNotAllowed(const std::string& method, const std::string& allow) {
   Response r = ErrorResponse(405, "method_not_allowed", method + " is not allowed here; use " + allow);
   r.headers.emplace_back("Allow", allow);
   return r;
-}
-
-std::string IsoTime(int64_t unix_ms) {
-  if (unix_ms <= 0) return "";
-  std::time_t secs = static_cast<std::time_t>(unix_ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  char out[40];
-  std::snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>(unix_ms % 1000));
-  return out;
 }
 
 std::vector<std::string> SplitPath(const std::string& path) {
@@ -107,7 +69,11 @@ json::Value DiagnosticJson(const Diagnostic& d, const std::string& commit) {
 
 class Router {
  public:
-  Router(const ApiOptions& options, const ApiDeps& deps) : options_(options), deps_(deps) {}
+  Router(const ApiOptions& options, const ApiDeps& deps)
+      : options_(options), deps_(deps), writes_(options, deps, stopping_) {}
+
+  // Waits in progress (for a push) end early; no new ones start.
+  void BeginStop() { stopping_ = true; }
 
   Response Handle(const Request& req) {
     const std::vector<std::string> p = SplitPath(req.path);
@@ -119,6 +85,7 @@ class Router {
     if (p.size() == 1 && p[0] == "readyz") return get ? Ready() : MethodNotAllowed(req.method, "GET");
     if (p.size() == 1 && p[0] == "metrics") {
       if (!get) return MethodNotAllowed(req.method, "GET");
+      deps_.poller->RefreshWriteBackGauges();
       Response r = Text(200, deps_.metrics->Render());
       r.content_type = "text/plain; version=0.0.4; charset=utf-8";
       return r;
@@ -136,7 +103,20 @@ class Router {
       return get ? ListObjects(req) : MethodNotAllowed(req.method, "GET");
     }
     if (p.size() == 3 && p[0] == "objects") {
-      return get ? GetObject(req, p[1], p[2]) : MethodNotAllowed(req.method, "GET");
+      if (get) return GetObject(req, p[1], p[2]);
+      if (req.method == "PUT") return writes_.PutObject(req, p[1], p[2]);
+      if (req.method == "DELETE") return writes_.DeleteObject(req, p[1], p[2]);
+      return MethodNotAllowed(req.method, "GET, PUT, DELETE");
+    }
+    if (p.size() == 2 && p[0] == "writebacks") {
+      return get ? writes_.GetWriteBack(p[1]) : MethodNotAllowed(req.method, "GET");
+    }
+    if (p.size() == 1 && p[0] == "conflicts") {
+      return get ? writes_.ListConflicts(req) : MethodNotAllowed(req.method, "GET");
+    }
+    if (p.size() == 3 && p[0] == "conflicts" && p[2] == "resolve") {
+      return req.method == "POST" ? writes_.ResolveConflict(req, p[1])
+                                  : MethodNotAllowed(req.method, "POST");
     }
     if (p.size() == 1 && p[0] == "sync") {
       return get ? SyncStatus() : MethodNotAllowed(req.method, "GET");
@@ -251,11 +231,25 @@ class Router {
     if (!repos) return StoreError(repos.error());
     std::set<std::string> pending;
     for (auto& n : deps_.poller->Pending()) pending.insert(n);
+    auto conflicts = deps_.store->ListConflicts(true);
+    if (!conflicts) return StoreError(conflicts.error());
     std::vector<json::Value> items;
     for (const auto& r : *repos) {
       if (!deps_.poller->Has(r.name)) continue;  // no longer configured
       auto errors = deps_.store->ListErrors(r.name);
       if (!errors) return StoreError(errors.error());
+      auto unfinished = deps_.store->CountUnfinishedEdits(r.name);
+      if (!unfinished) return StoreError(unfinished.error());
+      std::vector<json::Value> open;
+      for (const auto& c : *conflicts) {
+        if (c.repository != r.name) continue;
+        open.push_back(json::Value::Object({{"id", Int(c.id)},
+                                            {"kind", Str(c.kind)},
+                                            {"name", Str(c.name)},
+                                            {"path", Str(c.path)},
+                                            {"inForce", Str(c.in_force)},
+                                            {"createdAt", StrOrNull(IsoTime(c.created_at_ms))}}));
+      }
       std::vector<json::Value> errs;
       for (const auto& e : *errors) {
         errs.push_back(json::Value::Object({{"path", Str(e.path)},
@@ -278,53 +272,17 @@ class Router {
            {"fetchFailuresTotal", Int(r.fetch_failures_total)},
            {"lastFetchError", StrOrNull(r.last_fetch_error)},
            {"errors", json::Value::Array(std::move(errs))},
-           {"pendingWriteBacks", Int(0)},
-           {"conflicts", json::Value::Array()}}));
+           {"writeBack", json::Value::Bool(deps_.poller->WriteBackFor(r.name) != nullptr)},
+           {"pendingWriteBacks", Int(*unfinished)},
+           {"conflicts", json::Value::Array(std::move(open))}}));
     }
     return Json(200, json::Value::Object({{"repositories", json::Value::Array(std::move(items))}}));
   }
 
-  // 401 without a valid token, 403 when it may not write (or no tokens exist).
-  std::optional<Response> RequireWrite(const Request& req, std::string* who) {
-    if (!deps_.tokens) {
-      return ErrorResponse(403, "forbidden",
-                           "writes are disabled: no API tokens are configured. Set \"apiTokensFile\" "
-                           "in the configuration to a JSON file of [{\"name\", \"role\": \"write\", "
-                           "\"sha256\": \"<hex SHA-256 of the token>\"}] and restart gitopsd");
-    }
-    std::string_view auth = req.authorization;
-    constexpr std::string_view kBearer = "bearer ";
-    std::string token;
-    if (auth.size() > kBearer.size()) {
-      std::string scheme(auth.substr(0, kBearer.size()));
-      for (char& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      if (scheme == kBearer) token = std::string(auth.substr(kBearer.size()));
-    }
-    while (!token.empty() && token.back() == ' ') token.pop_back();
-    if (token.empty()) {
-      Response r = ErrorResponse(401, "unauthorized",
-                                 "this request needs an \"Authorization: Bearer <token>\" header "
-                                 "with a write token");
-      r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"gitopsd\"");
-      return r;
-    }
-    auto principal = deps_.tokens->Authenticate(token);
-    if (!principal) {
-      Response r = ErrorResponse(401, "unauthorized", "the bearer token is not valid");
-      r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"gitopsd\", error=\"invalid_token\"");
-      return r;
-    }
-    if (principal->role != Role::kWrite) {
-      return ErrorResponse(403, "forbidden",
-                           "token \"" + principal->name + "\" has the read role; this needs write");
-    }
-    *who = principal->name;
-    return std::nullopt;
-  }
-
   Response SyncNow(const Request& req, const std::string& name) {
-    std::string who;
-    if (auto denied = RequireWrite(req, &who)) return *denied;
+    WriteAuth auth = RequireWrite(deps_.tokens, req);
+    if (auth.refused) return *auth.refused;
+    const std::string& who = auth.who;
     if (!deps_.poller->Has(name)) {
       return ErrorResponse(404, "not_found", "no repository named \"" + name + "\" is configured");
     }
@@ -360,39 +318,180 @@ class Router {
 
   ApiOptions options_;
   ApiDeps deps_;
+  std::atomic<bool> stopping_{false};
+  WriteRoutes writes_;
 };
+
+// ---- Slow clients.
+
+// Poco's timeout bounds each read, so a client that trickles a byte now and
+// then would hold a thread for as long as it likes. The guard gives every
+// connection a deadline while the server waits for the client (the headers
+// of a request, then its body) and shuts the socket down when it passes: the
+// blocked read ends, the request is dropped and the thread is free again.
+class SlowClientGuard {
+ public:
+  explicit SlowClientGuard(std::chrono::milliseconds limit)
+      : limit_(limit), thread_([this] { Loop(); }) {}
+  ~SlowClientGuard() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  SlowClientGuard(const SlowClientGuard&) = delete;
+  SlowClientGuard& operator=(const SlowClientGuard&) = delete;
+
+  // A new connection: its first request must arrive within the limit.
+  uint64_t Add(const Poco::Net::StreamSocket& socket) {
+    std::string peer;
+    try {
+      peer = socket.peerAddress().toString();
+    } catch (const Poco::Exception&) {
+      peer = "?";
+    }
+    std::lock_guard lock(mu_);
+    const uint64_t id = ++next_id_;
+    entries_.emplace(id, Entry{socket, std::move(peer), Clock::now() + limit_, false, false});
+    cv_.notify_all();
+    return id;
+  }
+  void Remove(uint64_t id) {
+    std::lock_guard lock(mu_);
+    entries_.erase(id);
+  }
+  // The client has to send the rest of its request within the limit from now.
+  void Arm(uint64_t id) { SetDeadline(id, Clock::now() + limit_, false); }
+  // An answer went out; the next request (if any) must come within the
+  // limit. A kept-alive connection left idle that long is closed quietly.
+  void ArmForNextRequest(uint64_t id) { SetDeadline(id, Clock::now() + limit_, true); }
+  // The server is working on the request: no deadline.
+  void Disarm(uint64_t id) { SetDeadline(id, std::nullopt, false); }
+  bool Expired(uint64_t id) const {
+    std::lock_guard lock(mu_);
+    auto it = entries_.find(id);
+    return it != entries_.end() && it->second.expired;
+  }
+  // Shutdown: every connection is cut, whatever it is doing.
+  void AbortAll() {
+    std::lock_guard lock(mu_);
+    for (auto& [id, e] : entries_) Cut(e);
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  struct Entry {
+    Poco::Net::StreamSocket socket;
+    std::string peer;
+    std::optional<Clock::time_point> deadline;
+    bool expired;
+    bool between_requests;  // answered one request, no byte of the next yet known
+  };
+
+  void SetDeadline(uint64_t id, std::optional<Clock::time_point> deadline, bool between) {
+    std::lock_guard lock(mu_);
+    auto it = entries_.find(id);
+    if (it == entries_.end() || it->second.expired) return;
+    it->second.deadline = deadline;
+    it->second.between_requests = between;
+    cv_.notify_all();
+  }
+
+  static void Cut(Entry& e) {
+    e.expired = true;
+    e.deadline.reset();
+    try {
+      e.socket.shutdown();
+    } catch (const Poco::Exception&) {
+      // Already closed by the peer: nothing left to cut.
+    }
+  }
+
+  void Loop() {
+    std::unique_lock lock(mu_);
+    while (!stop_) {
+      const auto now = Clock::now();
+      auto next = Clock::time_point::max();
+      for (auto& [id, e] : entries_) {
+        if (!e.deadline) continue;
+        if (*e.deadline <= now) {
+          if (e.between_requests) {
+            spdlog::debug("closing the idle connection from {} after {} ms", e.peer,
+                          limit_.count());
+          } else {
+            spdlog::info("closing the connection from {}: no complete request within {} ms",
+                         e.peer, limit_.count());
+          }
+          Cut(e);
+        } else {
+          next = std::min(next, *e.deadline);
+        }
+      }
+      if (next == Clock::time_point::max()) {
+        cv_.wait(lock);
+      } else {
+        cv_.wait_until(lock, next);
+      }
+    }
+  }
+
+  const std::chrono::milliseconds limit_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<uint64_t, Entry> entries_;
+  uint64_t next_id_ = 0;
+  bool stop_ = false;
+  std::thread thread_;  // last: starts once everything above exists
+};
+
+// The guard's id of the connection this thread serves (a connection stays
+// on one thread from accept to close).
+thread_local uint64_t tls_connection = 0;
 
 // ---- Poco glue.
 
 class Handler : public Poco::Net::HTTPRequestHandler {
  public:
-  Handler(Router& router, size_t max_body) : router_(router), max_body_(max_body) {}
+  Handler(Router& router, SlowClientGuard& guard, size_t max_body)
+      : router_(router), guard_(guard), max_body_(max_body) {}
 
   void handleRequest(Poco::Net::HTTPServerRequest& in,
                      Poco::Net::HTTPServerResponse& out) override {
+    const uint64_t connection = tls_connection;
+    guard_.Arm(connection);  // the headers are in; now the body
     Response r;
     try {
-      r = Dispatch(in);
+      auto dispatched = Dispatch(in, connection);
+      if (!dispatched) {  // cut off while sending its body: nothing to answer
+        out.setKeepAlive(false);
+        return;
+      }
+      r = std::move(*dispatched);
     } catch (const std::exception& e) {
+      if (guard_.Expired(connection)) return;
       spdlog::error("{} {}: {}", in.getMethod(), in.getURI(), e.what());
       r = ErrorResponse(500, "internal", e.what());
     }
     spdlog::debug("{} {} -> {}", in.getMethod(), in.getURI(), r.status);
-    out.setStatus(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(r.status));
+    out.setStatusAndReason(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(r.status));
     for (const auto& [k, v] : r.headers) out.set(k, v);
     out.set("Cache-Control", "no-store");
     if (!r.content_type.empty()) out.setContentType(r.content_type);
     if (r.status == 304) {
       out.setContentLength(0);
       out.send();
-      return;
+    } else {
+      out.setContentLength64(static_cast<Poco::Int64>(r.body.size()));
+      out.send().write(r.body.data(), static_cast<std::streamsize>(r.body.size()));
     }
-    out.setContentLength64(static_cast<Poco::Int64>(r.body.size()));
-    out.send().write(r.body.data(), static_cast<std::streamsize>(r.body.size()));
+    guard_.ArmForNextRequest(connection);
   }
 
  private:
-  Response Dispatch(Poco::Net::HTTPServerRequest& in) {
+  // nullopt when the client was cut off before its request was complete.
+  std::optional<Response> Dispatch(Poco::Net::HTTPServerRequest& in, uint64_t connection) {
     Request req;
     req.method = in.getMethod();
     try {
@@ -403,6 +502,8 @@ class Handler : public Poco::Net::HTTPRequestHandler {
       return ErrorResponse(400, "bad_request", "malformed URI: " + e.displayText());
     }
     req.authorization = in.get("Authorization", "");
+    req.content_type = in.get("Content-Type", "");
+    req.if_match = in.get("If-Match", "");
     req.if_none_match = in.get("If-None-Match", "");
     if (in.hasContentLength() && in.getContentLength64() > static_cast<Poco::Int64>(max_body_)) {
       Drain(in.stream());
@@ -420,6 +521,14 @@ class Handler : public Poco::Net::HTTPRequestHandler {
         }
       }
     }
+    // A body cut short (the guard shut the socket, or the client hung up)
+    // must never reach a route as if it were the whole request.
+    if (guard_.Expired(connection)) return std::nullopt;
+    if (in.hasContentLength() &&
+        static_cast<Poco::Int64>(req.body.size()) != in.getContentLength64()) {
+      return std::nullopt;
+    }
+    guard_.Disarm(connection);
     return router_.Handle(req);
   }
 
@@ -444,30 +553,75 @@ class Handler : public Poco::Net::HTTPRequestHandler {
   }
 
   Router& router_;
+  SlowClientGuard& guard_;
   size_t max_body_;
 };
 
-class Factory : public Poco::Net::HTTPRequestHandlerFactory {
+class HandlerFactory : public Poco::Net::HTTPRequestHandlerFactory {
  public:
-  Factory(Router& router, size_t max_body) : router_(router), max_body_(max_body) {}
+  HandlerFactory(Router& router, SlowClientGuard& guard, size_t max_body)
+      : router_(router), guard_(guard), max_body_(max_body) {}
   Poco::Net::HTTPRequestHandler* createRequestHandler(
       const Poco::Net::HTTPServerRequest&) override {
-    return new Handler(router_, max_body_);
+    return new Handler(router_, guard_, max_body_);
   }
 
  private:
   Router& router_;
+  SlowClientGuard& guard_;
   size_t max_body_;
+};
+
+// Poco's HTTP connection, registered with the guard for its lifetime.
+class GuardedConnection : public Poco::Net::HTTPServerConnection {
+ public:
+  GuardedConnection(const Poco::Net::StreamSocket& socket, Poco::Net::HTTPServerParams::Ptr params,
+                    Poco::Net::HTTPRequestHandlerFactory::Ptr factory, SlowClientGuard& guard)
+      : HTTPServerConnection(socket, params, factory), guard_(guard) {}
+
+  void run() override {
+    struct Registration {
+      SlowClientGuard& guard;
+      uint64_t id;
+      ~Registration() {
+        guard.Remove(id);
+        tls_connection = 0;
+      }
+    } registration{guard_, guard_.Add(socket())};
+    tls_connection = registration.id;
+    HTTPServerConnection::run();
+  }
+
+ private:
+  SlowClientGuard& guard_;
+};
+
+class ConnectionFactory : public Poco::Net::TCPServerConnectionFactory {
+ public:
+  ConnectionFactory(Poco::Net::HTTPServerParams::Ptr params,
+                    Poco::Net::HTTPRequestHandlerFactory::Ptr handlers, SlowClientGuard& guard)
+      : params_(std::move(params)), handlers_(std::move(handlers)), guard_(guard) {}
+  Poco::Net::TCPServerConnection* createConnection(const Poco::Net::StreamSocket& socket) override {
+    return new GuardedConnection(socket, params_, handlers_, guard_);
+  }
+
+ private:
+  Poco::Net::HTTPServerParams::Ptr params_;
+  Poco::Net::HTTPRequestHandlerFactory::Ptr handlers_;
+  SlowClientGuard& guard_;
 };
 
 }  // namespace
 
 struct ApiServer::Impl {
   Impl(const ApiOptions& options, const ApiDeps& deps)
-      : router(options, deps), pool("http", 2, std::max(2, options.max_threads)) {}
+      : router(options, deps),
+        guard(options.read_timeout),
+        pool("http", 2, std::max(2, options.max_threads)) {}
   Router router;
+  SlowClientGuard guard;
   Poco::ThreadPool pool;
-  std::unique_ptr<Poco::Net::HTTPServer> server;
+  std::unique_ptr<Poco::Net::TCPServer> server;
   uint16_t port = 0;
   bool stopped = false;
 };
@@ -480,7 +634,9 @@ uint16_t ApiServer::port() const { return impl_->port; }
 void ApiServer::Stop() {
   if (!impl_ || impl_->stopped || !impl_->server) return;
   impl_->stopped = true;
-  impl_->server->stopAll(true);
+  impl_->router.BeginStop();
+  impl_->server->stop();    // no new connections
+  impl_->guard.AbortAll();  // and the open ones end now
   impl_->pool.joinAll();
 }
 
@@ -493,16 +649,20 @@ Result<std::unique_ptr<ApiServer>> ApiServer::Start(const ApiOptions& options,
     Poco::Net::SocketAddress address(listen->host, listen->port);
     Poco::Net::ServerSocket socket(address, 64);
     impl->port = socket.address().port();
-    auto* params = new Poco::Net::HTTPServerParams;
+    const Poco::Timespan timeout(
+        std::chrono::duration_cast<std::chrono::microseconds>(options.read_timeout).count());
+    Poco::Net::HTTPServerParams::Ptr params = new Poco::Net::HTTPServerParams;
     params->setMaxThreads(options.max_threads);
     params->setMaxQueued(options.max_queued);
-    params->setTimeout(Poco::Timespan(options.read_timeout.count(), 0));
+    params->setTimeout(timeout);
     params->setKeepAlive(true);
-    params->setKeepAliveTimeout(Poco::Timespan(options.read_timeout.count(), 0));
+    params->setKeepAliveTimeout(timeout);
     params->setMaxKeepAliveRequests(100);
     params->setServerName("gitopsd");
-    impl->server = std::make_unique<Poco::Net::HTTPServer>(
-        new Factory(impl->router, options.max_body_bytes), impl->pool, socket, params);
+    Poco::Net::HTTPRequestHandlerFactory::Ptr handlers =
+        new HandlerFactory(impl->router, impl->guard, options.max_body_bytes);
+    impl->server = std::make_unique<Poco::Net::TCPServer>(
+        new ConnectionFactory(params, handlers, impl->guard), impl->pool, socket, params);
     impl->server->start();
   } catch (const Poco::Exception& e) {
     return Fail("cannot listen on " + options.listen + ": " + e.displayText());

@@ -1,10 +1,15 @@
-// The HTTP API of DESIGN §8 (the read side and on-demand sync): a Poco
-// HTTPServer bound to the configured address, with a bounded thread pool,
-// a request body limit and read timeouts. Poco stays inside api.cc.
+// The HTTP API of DESIGN §8: a Poco HTTP server bound to the configured
+// address, with a bounded thread pool, a request body limit and read
+// timeouts. Poco stays inside api.cc.
 //
 // Reads come from the store; a sync request goes to the Poller and waits
-// for its report. Errors are JSON {"error": {"code", "message"}} with the
-// matching status.
+// for its report; edits go to the repository's WriteBack (api_write.h).
+// Errors are JSON {"error": {"code", "message"}} with the matching status.
+//
+// Slow clients: the headers of a request must arrive within read_timeout,
+// and then its body within read_timeout again, whatever pace the client
+// trickles them at; a connection that misses the deadline is closed and its
+// request never reaches a route.
 #pragma once
 #include <chrono>
 #include <cstddef>
@@ -29,9 +34,11 @@ struct ApiOptions {
   int max_threads = 8;
   int max_queued = 64;
   size_t max_body_bytes = 1 << 20;
-  std::chrono::seconds read_timeout{10};
+  std::chrono::milliseconds read_timeout{10'000};
   // How long POST .../sync waits for the repository's sync to finish.
   std::chrono::seconds sync_timeout{120};
+  // How long an accepted edit waits for its push before answering 202.
+  std::chrono::milliseconds writeback_wait{3'000};
 };
 
 struct ApiDeps {

@@ -165,6 +165,11 @@ constexpr const char* kSyncErrors = "gitopsd_sync_errors";
 constexpr const char* kAppliedInfo = "gitopsd_last_applied_commit_info";
 constexpr const char* kLastSync = "gitopsd_last_sync_timestamp_seconds";
 constexpr const char* kFetchFailures = "gitopsd_fetch_failures_total";
+constexpr const char* kWriteBackPending = "gitopsd_writeback_pending";
+constexpr const char* kWriteBackPushed = "gitopsd_writeback_pushed_total";
+constexpr const char* kWriteBackFailures = "gitopsd_writeback_failures_total";
+constexpr const char* kConflictsOpen = "gitopsd_conflicts_open";
+constexpr const char* kConflictsTotal = "gitopsd_conflicts_total";
 }  // namespace
 
 DaemonMetrics::DaemonMetrics() {
@@ -180,6 +185,15 @@ DaemonMetrics::DaemonMetrics() {
   registry_.Describe(kLastSync, T::kGauge,
                      "Unix time of the last successful sync of a repository.");
   registry_.Describe(kFetchFailures, T::kCounter, "Failed fetches of a repository.");
+  registry_.Describe(kWriteBackPending, T::kGauge,
+                     "API edits of a repository not yet pushed to Git (pending or committed).");
+  registry_.Describe(kWriteBackPushed, T::kCounter, "API edits pushed to Git, by repository.");
+  registry_.Describe(kWriteBackFailures, T::kCounter,
+                     "Write-back rounds that failed (push refused, remote unreachable).");
+  registry_.Describe(kConflictsOpen, T::kGauge,
+                     "Conflicts between Git and API edits that are not resolved yet.");
+  registry_.Describe(kConflictsTotal, T::kCounter, "Conflicts recorded, by repository.");
+  registry_.Set(kConflictsOpen, {}, 0);
   for (const char* kind : {"Template", "ReleaseFlow", "PreviewTemplate"}) {
     registry_.Set(kObjects, {{"kind", kind}}, 0);
   }
@@ -221,5 +235,27 @@ void DaemonMetrics::SetLastSyncTimestamp(const std::string& repo, double unix_se
 void DaemonMetrics::SetObjects(const std::string& kind, double count) {
   registry_.Set(kObjects, {{"kind", kind}}, count);
 }
+
+void DaemonMetrics::RegisterWriteBack(const std::string& repo) {
+  registry_.Set(kWriteBackPending, {{"repository", repo}}, 0);
+  registry_.Add(kWriteBackPushed, {{"repository", repo}}, 0);
+  registry_.Add(kWriteBackFailures, {{"repository", repo}}, 0);
+  registry_.Add(kConflictsTotal, {{"repository", repo}}, 0);
+}
+
+void DaemonMetrics::SetWriteBackPending(const std::string& repo, double edits) {
+  registry_.Set(kWriteBackPending, {{"repository", repo}}, edits);
+}
+
+void DaemonMetrics::RecordWriteBack(const std::string& repo, int pushed, int conflicts) {
+  registry_.Add(kWriteBackPushed, {{"repository", repo}}, pushed);
+  registry_.Add(kConflictsTotal, {{"repository", repo}}, conflicts);
+}
+
+void DaemonMetrics::RecordWriteBackFailure(const std::string& repo) {
+  registry_.Add(kWriteBackFailures, {{"repository", repo}}, 1);
+}
+
+void DaemonMetrics::SetConflictsOpen(double count) { registry_.Set(kConflictsOpen, {}, count); }
 
 }  // namespace gitopsd::daemon

@@ -68,6 +68,14 @@ class DaemonMetrics {
   void SetLastSyncTimestamp(const std::string& repo, double unix_seconds);
   void SetObjects(const std::string& kind, double count);
 
+  // Write-back (API edits on their way to Git).
+  void RegisterWriteBack(const std::string& repo);
+  void SetWriteBackPending(const std::string& repo, double edits);
+  // One successful Run: edits pushed and conflicts it recorded.
+  void RecordWriteBack(const std::string& repo, int pushed, int conflicts);
+  void RecordWriteBackFailure(const std::string& repo);
+  void SetConflictsOpen(double count);
+
   std::string Render() const { return registry_.Render(); }
   Registry& registry() { return registry_; }
 

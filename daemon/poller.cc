@@ -25,6 +25,7 @@ Poller::Poller(store::Store& store, DaemonMetrics& metrics, std::vector<PollTarg
   for (auto& t : targets) {
     auto w = std::make_unique<Worker>();
     metrics_.RegisterRepository(t.name);
+    if (t.writeback) metrics_.RegisterWriteBack(t.name);
     w->target = std::move(t);
     workers_.push_back(std::move(w));
   }
@@ -36,6 +37,7 @@ void Poller::Start() {
   if (started_) return;
   started_ = true;
   RefreshObjectCounts();
+  RefreshWriteBackGauges();
   for (auto& w : workers_) {
     if (auto state = store_.GetRepository(w->target.name); state && *state) {
       metrics_.SetAppliedCommit(w->target.name, (*state)->applied_commit);
@@ -115,36 +117,130 @@ std::vector<std::string> Poller::Pending() const {
 }
 
 void Poller::Run(Worker& w) {
+  using Clock = std::chrono::steady_clock;
   int64_t failures = 0;
-  milliseconds delay(0);  // the first attempt starts at once
+  auto next_sync = Clock::now();  // the first attempt starts at once
+  WriteBackState wb;
   std::unique_lock lock(w.mu);
   while (true) {
-    const auto deadline = std::chrono::steady_clock::now() + delay;
-    w.wake.wait_until(lock, deadline, [&] { return w.stopping || w.requested > w.served; });
+    const auto deadline = wb.retry_at ? std::min(next_sync, *wb.retry_at) : next_sync;
+    w.wake.wait_until(lock, deadline, [&] {
+      return w.stopping || w.requested > w.served || w.writeback_requested;
+    });
     if (w.stopping) break;
+    const auto now = Clock::now();
+    const bool sync_due = w.requested > w.served || now >= next_sync;
+    const bool writeback_due = w.writeback_requested || (wb.retry_at && now >= *wb.retry_at);
+    w.writeback_requested = false;
     const uint64_t serving = w.requested;
     lock.unlock();
 
-    const auto started = std::chrono::steady_clock::now();
-    SyncOutcome outcome = SyncOnce(w);
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    failures = outcome.fetch_failed ? failures + 1 : 0;
-    delay = NextPollDelay(w.target.interval, failures);
-    Report(w, outcome, seconds);
-    if (outcome.fetch_failed) {
-      spdlog::warn("{}: fetch failed ({} in a row), next attempt in {} ms: {}", w.target.name,
-                   failures, delay.count(), outcome.error);
+    if (sync_due) {
+      const auto started = Clock::now();
+      SyncOutcome outcome = SyncOnce(w);
+      const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+      failures = outcome.fetch_failed ? failures + 1 : 0;
+      const milliseconds delay = NextPollDelay(w.target.interval, failures);
+      next_sync = Clock::now() + delay;
+      Report(w, outcome, seconds);
+      if (outcome.fetch_failed) {
+        spdlog::warn("{}: fetch failed ({} in a row), next attempt in {} ms: {}", w.target.name,
+                     failures, delay.count(), outcome.error);
+      }
+      // Answer RequestSync before the write-back runs: it asked for a sync.
+      lock.lock();
+      w.served = serving;
+      w.last = std::move(outcome);
+      w.first_done = true;
+      w.done.notify_all();
+      lock.unlock();
     }
-
+    // After a sync, a Run is due only when edits wait and no backoff holds
+    // it back; a new edit (RequestWriteBack) or the retry time always runs it.
+    if (w.target.writeback &&
+        (writeback_due || (sync_due && !wb.retry_at && HasUnfinishedEdits(w)))) {
+      WriteBackOnce(w, wb);
+    }
     lock.lock();
-    w.served = serving;
-    w.last = std::move(outcome);
-    w.first_done = true;
-    w.done.notify_all();
   }
   w.exited = true;
   w.done.notify_all();
+}
+
+bool Poller::HasUnfinishedEdits(const Worker& w) {
+  auto n = store_.CountUnfinishedEdits(w.target.name);
+  if (!n) {
+    spdlog::error("{}: cannot count pending write-backs: {}", w.target.name, n.error().message);
+    return true;  // let Run find out
+  }
+  return *n > 0;
+}
+
+void Poller::WriteBackOnce(Worker& w, WriteBackState& state) {
+  const std::string& name = w.target.name;
+  auto result = w.target.writeback->Run();
+  const std::string error = result ? result->error : result.error().message;
+  if (result) {
+    metrics_.RecordWriteBack(name, result->edits_pushed, result->conflicts);
+    if (result->edits_pushed > 0 || result->conflicts > 0 || !result->commit.empty()) {
+      spdlog::info("{}", result->Summary());
+    } else {
+      spdlog::debug("{}", result->Summary());
+    }
+  }
+  if (error.empty()) {
+    if (state.failures > 0) spdlog::info("{}: write-back works again", name);
+    state = WriteBackState{};
+  } else {
+    ++state.failures;
+    metrics_.RecordWriteBackFailure(name);
+    const milliseconds delay = NextPollDelay(w.target.writeback_retry, state.failures);
+    state.retry_at = std::chrono::steady_clock::now() + delay;
+    if (error != state.last_error) {
+      spdlog::warn("{}: write-back failed, the edits stay pending (retrying with backoff, next in "
+                   "{} ms): {}",
+                   name, delay.count(), error);
+      state.last_error = error;
+    } else {
+      spdlog::debug("{}: write-back failed again ({} in a row): {}", name, state.failures, error);
+    }
+  }
+  RefreshWriteBackGauges();
+}
+
+bool Poller::RequestWriteBack(const std::string& name) {
+  Worker* w = Find(name);
+  if (!w || !w->target.writeback) return false;
+  std::lock_guard lock(w->mu);
+  w->writeback_requested = true;
+  w->wake.notify_all();
+  return true;
+}
+
+sync::WriteBack* Poller::WriteBackFor(const std::string& name) const {
+  Worker* w = Find(name);
+  return w ? w->target.writeback.get() : nullptr;
+}
+
+std::vector<std::string> Poller::WriteBackNames() const {
+  std::vector<std::string> names;
+  for (const auto& w : workers_) {
+    if (w->target.writeback) names.push_back(w->target.name);
+  }
+  return names;
+}
+
+void Poller::RefreshWriteBackGauges() {
+  std::lock_guard lock(counts_mu_);
+  for (const auto& w : workers_) {
+    if (!w->target.writeback) continue;
+    if (auto n = store_.CountUnfinishedEdits(w->target.name)) {
+      metrics_.SetWriteBackPending(w->target.name, static_cast<double>(*n));
+    }
+  }
+  if (auto open = store_.ListConflicts(true)) {
+    metrics_.SetConflictsOpen(static_cast<double>(open->size()));
+  }
 }
 
 SyncOutcome Poller::SyncOnce(Worker& w) {

@@ -3,6 +3,12 @@
 // webhook). Idle threads sleep on a condition variable: no CPU, no busy
 // loop. Calls for one repository never overlap.
 //
+// A repository with write-back on also has a sync::WriteBack; the same
+// thread runs WriteBack::Run() right after each sync that leaves edits
+// unfinished, and whenever RequestWriteBack() wakes it (a new edit), so Sync
+// and Run never overlap. A failing Run is logged once per distinct error and
+// retried with backoff; the edits stay pending (and visible) meanwhile.
+//
 // After each attempt the poller logs one line (SyncReport::Summary(), or a
 // warning with the fetch error), one line per diagnostic
 // ("path:line:col: error: message [rule] (commit abc1234)"), and updates
@@ -20,6 +26,7 @@
 #include <vector>
 
 #include "sync/reconcile.h"
+#include "sync/writeback.h"
 
 namespace gitopsd::store {
 class Store;
@@ -33,6 +40,11 @@ struct PollTarget {
   std::string name;
   std::chrono::milliseconds interval{60'000};
   std::unique_ptr<sync::Reconciler> reconciler;
+  // Null when the repository's sync.writeBack is off. Refers to reconciler,
+  // so it is declared (and destroyed) after it.
+  std::unique_ptr<sync::WriteBack> writeback;
+  // First retry delay after a failed Run; doubles per failure up to 5 min.
+  std::chrono::milliseconds writeback_retry{1000};
 };
 
 struct SyncOutcome {
@@ -75,6 +87,19 @@ class Poller {
   std::optional<SyncOutcome> RequestSync(const std::string& name,
                                          std::chrono::milliseconds timeout);
 
+  // Wakes the repository's thread to run its write-back now, without
+  // waiting. False for an unknown name or a repository without write-back.
+  // Thread-safe.
+  bool RequestWriteBack(const std::string& name);
+  // The write-back engine of a repository (null: unknown or writeBack off).
+  // Its Submit and Resolve are thread-safe; Run belongs to the poller.
+  sync::WriteBack* WriteBackFor(const std::string& name) const;
+  // Repositories with write-back on, in configuration order.
+  std::vector<std::string> WriteBackNames() const;
+  // Sets the gauges gitopsd_writeback_pending and gitopsd_conflicts_open
+  // from the store. Thread-safe.
+  void RefreshWriteBackGauges();
+
   // True once every repository finished its first attempt.
   bool Ready() const;
   std::vector<std::string> Pending() const;
@@ -88,14 +113,24 @@ class Poller {
     std::condition_variable done;  // from the worker: an attempt finished
     uint64_t requested = 0;        // tickets handed out by RequestSync
     uint64_t served = 0;           // requests covered by finished attempts
+    bool writeback_requested = false;  // RequestWriteBack since the last Run
     bool stopping = false;
     bool first_done = false;
     bool exited = false;  // Run() returned
     SyncOutcome last;
   };
 
+  // The write-back side of a worker, touched only by its thread.
+  struct WriteBackState {
+    int64_t failures = 0;    // consecutive failed Runs
+    std::string last_error;  // logged already; repeated failures stay quiet
+    std::optional<std::chrono::steady_clock::time_point> retry_at;
+  };
+
   void Run(Worker& w);
   SyncOutcome SyncOnce(Worker& w);
+  bool HasUnfinishedEdits(const Worker& w);
+  void WriteBackOnce(Worker& w, WriteBackState& state);
   void Report(const Worker& w, const SyncOutcome& outcome, double seconds);
   void RefreshObjectCounts();
   Worker* Find(const std::string& name) const;

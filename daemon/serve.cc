@@ -20,6 +20,7 @@
 #include "sync/model.h"
 #include "sync/reconcile.h"
 #include "sync/store.h"
+#include "sync/writeback.h"
 
 namespace gitopsd::daemon {
 namespace fs = std::filesystem;
@@ -63,6 +64,35 @@ sync::RepositoryConfig ToRepositoryConfig(const RepositorySettings& s, const Con
   return r;
 }
 
+sync::WriteBackConfig ToWriteBackConfig(const RepositorySettings& s) {
+  sync::WriteBackConfig w;
+  w.author_name = s.author_name;
+  w.author_email = s.author_email;
+  w.conflict_policy = s.conflict_policy;
+  return w;
+}
+
+// Hidden knobs for tests (no configuration key): a short HTTP read timeout
+// keeps the slow-client test quick, a wait bound of 0 forces 202 answers.
+// A value that does not parse is ignored with a warning.
+void ApplyEnvironment(ApiOptions* options) {
+  auto duration = [](const char* name, std::chrono::milliseconds* out) {
+    const char* text = std::getenv(name);
+    if (!text || !*text) return;
+    if (std::string_view(text) == "0") {
+      *out = std::chrono::milliseconds(0);
+    } else if (auto d = ParseDuration(text)) {
+      *out = *d;
+    } else {
+      spdlog::warn("{}={}: not a duration (e.g. 1s, 500ms); ignored", name, text);
+      return;
+    }
+    spdlog::info("{}={} (from the environment)", name, text);
+  };
+  duration("GITOPSD_HTTP_READ_TIMEOUT", &options->read_timeout);
+  duration("GITOPSD_WRITEBACK_WAIT", &options->writeback_wait);
+}
+
 // How long shutdown waits for syncs in progress.
 constexpr std::chrono::seconds kSyncGrace{10};
 
@@ -99,9 +129,15 @@ class Daemon {
     for (const auto& s : config.repositories) {
       auto reconciler = sync::Reconciler::Create(ToRepositoryConfig(s, config), *store_, loader);
       if (!reconciler) return Fatal(s.name + ": " + reconciler.error().message);
-      spdlog::info("repository {}: {} branch {} folder {} every {}", s.name,
-                   git::RedactUrl(s.url), s.branch, s.sync_path, FormatDuration(s.poll_interval));
-      targets.push_back(PollTarget{s.name, s.poll_interval, std::move(*reconciler)});
+      spdlog::info("repository {}: {} branch {} folder {} every {}, write-back {}", s.name,
+                   git::RedactUrl(s.url), s.branch, s.sync_path, FormatDuration(s.poll_interval),
+                   s.write_back ? "on (" + s.conflict_policy + ")" : std::string("off"));
+      PollTarget target{s.name, s.poll_interval, std::move(*reconciler), nullptr};
+      if (s.write_back) {
+        target.writeback = std::make_unique<sync::WriteBack>(*target.reconciler, *store_, loader,
+                                                             ToWriteBackConfig(s));
+      }
+      targets.push_back(std::move(target));
     }
     if (config.repositories.empty()) {
       spdlog::warn("no repositories configured: there is nothing to sync");
@@ -110,6 +146,7 @@ class Daemon {
 
     ApiOptions api_options;
     api_options.listen = config.listen;
+    ApplyEnvironment(&api_options);
     ApiDeps deps{store_.get(), poller_.get(), &metrics_, tokens_.get()};
     auto api = ApiServer::Start(api_options, deps);
     if (!api) return Fatal(api.error().message);

@@ -534,6 +534,7 @@ Result<WriteBackReport> WriteBack::Run() {
         TRY(MarkEdits(tx, change->edits, "pushed", head, ""));
       }
       if (planner.writes.empty()) return Ok();
+      FaultPoint("before-commit");
       auto created = git.CreateCommit(head, planner.writes,
                                       git::Signature{config_.author_name, config_.author_email},
                                       CommitMessage(planner.written));

@@ -92,7 +92,7 @@ class WriteBack {
   // Thread-safe (only touches the store). The edit is durable on success.
   std::expected<EditReceipt, EditError> Submit(const EditRequest& request);
 
-  // Resolves an open conflict: take "git" (the Git version stays; the API
+  // Thread-safe, like Submit. Resolves an open conflict: take "git" (the Git version stays; the API
   // edit is dropped), "api" (the API version is written to Git), or a body
   // (written as a new edit on top of the Git version). Returns the receipt of
   // the resulting edit (edit_id 0 when nothing has to be written).

@@ -12,6 +12,7 @@
 namespace gitopsd::test {
 
 std::string GitopsdBinary() { return GITOPSD_BIN; }
+std::string GitopsctlBinary() { return GITOPSCTL_BIN; }
 
 std::optional<json::Value> HttpReply::Json() const {
   auto v = json::Parse(body);
@@ -59,6 +60,15 @@ CommandResult RunGitopsd(const std::vector<std::string>& args) {
   return RunCommand(argv);
 }
 
+CommandResult RunGitopsctl(const std::vector<std::string>& args,
+                           std::map<std::string, std::string> env, const std::string& cwd) {
+  std::vector<std::string> argv{GitopsctlBinary()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  env.try_emplace("GITOPSD_SERVER", "");
+  env.try_emplace("GITOPSD_TOKEN", "");
+  return RunCommand(argv, cwd, env);
+}
+
 std::optional<int> WaitForExit(Process& process, std::chrono::milliseconds timeout) {
   if (!WaitUntil([&] { return !process.Running(); }, timeout)) return std::nullopt;
   int status = process.Stop();
@@ -96,6 +106,7 @@ void ReplaceAll(std::string& s, const std::string& from, const std::string& to) 
   SpawnOptions options;
   options.cwd = dir_;
   options.output_file = dir_ + "/gitopsd.log";
+  options.env = env_;
   auto p = Process::Start(argv, options);
   if (!p) return ::testing::AssertionFailure() << p.error().message;
   process_.emplace(std::move(*p));

@@ -18,6 +18,7 @@
 namespace gitopsd::test {
 
 std::string GitopsdBinary();
+std::string GitopsctlBinary();
 
 struct HttpReply {
   int status = 0;  // 0: no answer (error says why)
@@ -37,6 +38,11 @@ bool WaitUntil(const std::function<bool()>& condition,
 
 // Runs `gitopsd args...` to completion.
 CommandResult RunGitopsd(const std::vector<std::string>& args);
+// Runs `gitopsctl args...` to completion with extra environment variables
+// (GITOPSD_SERVER and GITOPSD_TOKEN are cleared unless given).
+CommandResult RunGitopsctl(const std::vector<std::string>& args,
+                           std::map<std::string, std::string> env = {},
+                           const std::string& cwd = "");
 
 // Waits up to `timeout` for the process to exit; its exit code, or nullopt
 // if it is still running (then it is left running).
@@ -52,6 +58,8 @@ class DaemonUnderTest {
   ::testing::AssertionResult StartWithConfig(const std::string& config);
   // Starts `gitopsd serve <args>` (the port must be in args as @PORT@).
   ::testing::AssertionResult StartWithArgs(std::vector<std::string> args);
+  // Environment variables for the next start.
+  void SetEnv(const std::string& name, const std::string& value) { env_[name] = value; }
 
   int port() const { return port_; }
   std::string state_dir() const { return dir_ + "/state"; }
@@ -66,12 +74,21 @@ class DaemonUnderTest {
                  const std::string& body = "") {
     return Http(port_, "POST", path, headers, body);
   }
+  HttpReply Put(const std::string& path, const std::map<std::string, std::string>& headers,
+                const std::string& body) {
+    return Http(port_, "PUT", path, headers, body);
+  }
+  HttpReply Delete(const std::string& path, const std::map<std::string, std::string>& headers = {}) {
+    return Http(port_, "DELETE", path, headers);
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
   bool WaitReady(std::chrono::milliseconds timeout = std::chrono::seconds(20));
   void Stop() { process_.reset(); }
 
  private:
   std::string dir_;
   int port_ = -1;
+  std::map<std::string, std::string> env_;
   std::optional<Process> process_;
 };
 

@@ -82,6 +82,30 @@ TEST(MetricsTest, DaemonSeries) {
   EXPECT_TRUE(Has(text, "gitopsd_sync_duration_seconds_count{repository=\"shop\"} 2")) << text;
 }
 
+TEST(MetricsTest, WriteBackSeries) {
+  DaemonMetrics m;
+  std::string text = m.Render();
+  EXPECT_TRUE(Has(text, "# TYPE gitopsd_conflicts_open gauge")) << text;
+  EXPECT_TRUE(Has(text, "gitopsd_conflicts_open 0")) << text;
+  m.RegisterWriteBack("shop");
+  text = m.Render();
+  EXPECT_TRUE(Has(text, "gitopsd_writeback_pending{repository=\"shop\"} 0")) << text;
+  EXPECT_TRUE(Has(text, "gitopsd_writeback_pushed_total{repository=\"shop\"} 0")) << text;
+  EXPECT_TRUE(Has(text, "gitopsd_writeback_failures_total{repository=\"shop\"} 0")) << text;
+  EXPECT_TRUE(Has(text, "gitopsd_conflicts_total{repository=\"shop\"} 0")) << text;
+  m.SetWriteBackPending("shop", 3);
+  m.RecordWriteBack("shop", 2, 1);
+  m.RecordWriteBack("shop", 1, 0);
+  m.RecordWriteBackFailure("shop");
+  m.SetConflictsOpen(1);
+  text = m.Render();
+  EXPECT_TRUE(Has(text, "gitopsd_writeback_pending{repository=\"shop\"} 3")) << text;
+  EXPECT_TRUE(Has(text, "gitopsd_writeback_pushed_total{repository=\"shop\"} 3")) << text;
+  EXPECT_TRUE(Has(text, "gitopsd_writeback_failures_total{repository=\"shop\"} 1")) << text;
+  EXPECT_TRUE(Has(text, "gitopsd_conflicts_total{repository=\"shop\"} 1")) << text;
+  EXPECT_TRUE(Has(text, "gitopsd_conflicts_open 1")) << text;
+}
+
 TEST(MetricsTest, ConcurrentUpdatesAreCounted) {
   Registry r;
   r.Describe("c", Registry::Type::kCounter, "c");

@@ -1,0 +1,70 @@
+// What the HTTP routes share, without Poco: a request and a response as
+// plain values, the JSON error shape {"error": {"code", "message"}}, the
+// bearer-token check and the parsing of the few headers the routes read.
+// api.cc turns Poco's objects into these and back.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "sync/json.h"
+
+namespace gitopsd::daemon {
+
+class TokenStore;
+
+struct Request {
+  std::string method;
+  std::string path;
+  std::map<std::string, std::string> query;
+  std::string authorization;
+  std::string content_type;
+  std::string if_match;
+  std::string if_none_match;
+  std::string body;
+};
+
+struct Response {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+json::Value Str(std::string s);
+json::Value Int(int64_t n);
+json::Value StrOrNull(const std::string& s);
+
+Response Json(int status, const json::Value& v);
+Response ErrorResponse(int status, std::string code, std::string message);
+// An error with a "details" array next to code and message.
+Response ErrorResponse(int status, std::string code, std::string message,
+                       std::vector<json::Value> details);
+
+// "2024-05-01T12:00:00.000Z"; "" for 0.
+std::string IsoTime(int64_t unix_ms);
+
+// The principal allowed to write, or the 401/403 answer: 401 without a
+// bearer token or with an unknown one, 403 for a read token or when no
+// tokens file is configured (tokens == null).
+struct WriteAuth {
+  std::string who;                  // the token's name when allowed
+  std::optional<Response> refused;  // set when not allowed
+};
+WriteAuth RequireWrite(const TokenStore* tokens, const Request& req);
+
+// If-Match: "3", 3 or W/"3" -> 3. Empty header -> nullopt with *ok true;
+// anything else -> *ok false.
+std::optional<int64_t> ParseIfMatch(std::string_view header, bool* ok);
+
+// True for "application/json", any case, with parameters ("; charset=utf-8").
+bool IsJsonContentType(std::string_view header);
+
+// A positive decimal id ("12"), or nullopt.
+std::optional<int64_t> ParseId(std::string_view text);
+
+}  // namespace gitopsd::daemon

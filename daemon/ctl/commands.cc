@@ -1,0 +1,504 @@
+#include "daemon/ctl/commands.h"
+
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <sstream>
+#include <vector>
+
+#include "daemon/ctl/client.h"
+#include "daemon/tokens.h"
+#include "daemon/validate.h"
+#include "sync/json.h"
+#include "sync/model.h"
+
+extern char** environ;
+
+namespace gitopsd::ctl {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr const char* kDefaultServer = "http://127.0.0.1:7780";
+
+int Complain(const std::string& message, int code = kExitFailed) {
+  std::fprintf(stderr, "gitopsctl: %s\n", message.c_str());
+  return code;
+}
+
+std::string Env(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+std::string Trimmed(std::string s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
+  size_t i = 0;
+  while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
+  return s.substr(i);
+}
+
+std::optional<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// The client for the global flags, or the exit code after complaining.
+std::optional<Client> Connect(const Globals& g, int* code) {
+  std::string server = g.server;
+  if (server.empty()) server = Env("GITOPSD_SERVER");
+  if (server.empty()) server = kDefaultServer;
+  std::string token = g.token;
+  if (token.empty() && !g.token_file.empty()) {
+    auto text = ReadFile(g.token_file);
+    if (!text) {
+      *code = Complain("--token-file " + g.token_file + ": cannot read it", kExitUsage);
+      return std::nullopt;
+    }
+    token = Trimmed(*text);
+  }
+  if (token.empty()) token = Env("GITOPSD_TOKEN");
+  auto client = Client::Create(server, token);
+  if (!client) {
+    *code = Complain(client.error().message, kExitUsage);
+    return std::nullopt;
+  }
+  return std::move(*client);
+}
+
+// Sends and reports transport failures and error statuses; nullopt then
+// (with *code set).
+std::optional<Reply> Call(const Client& client, const std::string& method, const std::string& path,
+                          int* code, const std::string& body = "",
+                          const std::map<std::string, std::string>& headers = {}) {
+  auto reply = client.Send(method, path, body, headers);
+  if (!reply) {
+    *code = Complain(reply.error().message);
+    return std::nullopt;
+  }
+  if (!reply->ok()) {
+    *code = Complain(Client::ErrorMessage(*reply));
+    return std::nullopt;
+  }
+  return std::move(*reply);
+}
+
+std::optional<json::Value> ParseReply(const Reply& reply, int* code) {
+  auto doc = json::Parse(reply.body, json::ParseOptions{64 << 20, 256});
+  if (!doc) {
+    *code = Complain("the server's answer is not JSON: " + reply.body.substr(0, 200));
+    return std::nullopt;
+  }
+  return std::move(*doc);
+}
+
+// A member as text: strings as they are, numbers as spelled, null as "-".
+std::string Text(const json::Value& v, std::string_view key) {
+  const json::Value* f = v.Find(key);
+  if (!f || f->is_null()) return "-";
+  if (f->is_string()) return f->as_string();
+  if (f->is_number()) return f->number_text();
+  if (f->is_bool()) return f->as_bool() ? "true" : "false";
+  if (f->is_array()) return std::to_string(f->items().size());
+  return json::SerializeCompact(*f);
+}
+
+size_t Count(const json::Value& v, std::string_view key) {
+  const json::Value* f = v.Find(key);
+  return f && f->is_array() ? f->items().size() : 0;
+}
+
+std::string Short(const std::string& commit) {
+  return commit == "-" ? commit : commit.substr(0, 7);
+}
+
+// Columns padded to their widest cell; the first row is the header.
+void PrintTable(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (const auto& row : rows) {
+    if (width.size() < row.size()) width.resize(row.size(), 0);
+    for (size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(width[i] - row[i].size() + 2, ' ');
+    }
+    std::printf("%s\n", line.c_str());
+  }
+}
+
+std::optional<model::Kind> KindArg(const std::string& text, int* code) {
+  auto kind = model::ParseKind(text);
+  if (!kind) {
+    *code = Complain("unknown kind \"" + text + "\"; use templates, release-flows or previews",
+                     kExitUsage);
+  }
+  return kind;
+}
+
+std::string ObjectPath(model::Kind kind, const std::string& name) {
+  return std::string("/api/v1/objects/") + model::KindFolder(kind) + "/" + EncodeSegment(name);
+}
+
+// One line for the answer to an accepted edit (PUT, DELETE, resolve).
+int PrintEditAnswer(const Globals& g, const Reply& reply, const std::string& prefix = "") {
+  if (g.json) {
+    std::printf("%s", reply.body.c_str());
+    return kExitOk;
+  }
+  int code = kExitOk;
+  auto doc = ParseReply(reply, &code);
+  if (!doc) return code;
+  const std::string what = Text(*doc, "kind") + "/" + Text(*doc, "name");
+  const std::string revision = Text(*doc, "revision");
+  std::string line = prefix + what + ": " +
+                     (revision == "0" ? std::string("deleted") : "revision " + revision);
+  const json::Value* wb = doc->Find("writeBack");
+  if (!wb || wb->is_null()) {
+    line += ", unchanged";
+  } else if (Text(*wb, "status") == "pushed") {
+    line += ", pushed " + Short(Text(*wb, "commit"));
+    if (reply.status == 201) line += " (new)";
+  } else {
+    line += ", write-back " + Text(*wb, "status") + " (GET " + Text(*wb, "href") + ")";
+    if (wb->Find("lastError")) line += ": " + Text(*wb, "lastError");
+  }
+  std::printf("%s\n", line.c_str());
+  return kExitOk;
+}
+
+bool PrintDiagnostics(const Diagnostics& diagnostics) {
+  for (const auto& d : diagnostics) std::fprintf(stderr, "%s\n", d.ToString().c_str());
+  return !diagnostics.empty();
+}
+
+// ---- edit: the editor and its temporary file.
+
+std::vector<std::string> EditorArgv() {
+  std::string command = Env("VISUAL");
+  if (Trimmed(command).empty()) command = Env("EDITOR");
+  if (Trimmed(command).empty()) command = "vi";
+  std::vector<std::string> argv;
+  std::istringstream words(command);
+  for (std::string w; words >> w;) argv.push_back(w);
+  return argv;
+}
+
+// Runs the editor on `file` (argv split on spaces, no shell); its exit code.
+int RunEditor(const std::string& file) {
+  std::vector<std::string> args = EditorArgv();
+  args.push_back(file);
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  if (posix_spawnp(&pid, argv[0], nullptr, nullptr, argv.data(), environ) != 0) {
+    std::fprintf(stderr, "gitopsctl: cannot run the editor \"%s\" (set $VISUAL or $EDITOR)\n",
+                 args[0].c_str());
+    return 127;
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+bool AskEditAgain() {
+  std::fprintf(stderr, "Edit again? [Y/n] ");
+  std::fflush(stderr);
+  std::string answer;
+  if (!std::getline(std::cin, answer)) return false;
+  answer = Trimmed(answer);
+  return answer.empty() || answer == "y" || answer == "Y" || answer == "yes";
+}
+
+struct TempFile {
+  std::string dir;
+  std::string path;
+  void Remove() const {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+};
+
+std::optional<TempFile> MakeTempFile(const std::string& name, const std::string& text) {
+  std::string base = Env("TMPDIR");
+  if (base.empty()) base = "/tmp";
+  std::string pattern = base + "/gitopsctl-edit-XXXXXX";
+  if (!mkdtemp(pattern.data())) return std::nullopt;
+  TempFile t{pattern, pattern + "/" + name + ".json"};
+  std::ofstream out(t.path, std::ios::binary);
+  out << text;
+  if (!out.flush()) return std::nullopt;
+  return t;
+}
+
+}  // namespace
+
+int RunStatus(const Globals& g) {
+  int code = kExitOk;
+  auto client = Connect(g, &code);
+  if (!client) return code;
+  auto reply = Call(*client, "GET", "/api/v1/sync", &code);
+  if (!reply) return code;
+  if (g.json) {
+    std::printf("%s", reply->body.c_str());
+    return kExitOk;
+  }
+  auto doc = ParseReply(*reply, &code);
+  if (!doc) return code;
+  std::vector<std::vector<std::string>> rows{
+      {"REPOSITORY", "BRANCH", "APPLIED", "PENDING", "ERRORS", "CONFLICTS"}};
+  std::vector<std::string> notes;
+  if (const json::Value* repos = doc->Find("repositories"); repos && repos->is_array()) {
+    for (const auto& r : repos->items()) {
+      rows.push_back({Text(r, "name"), Text(r, "branch"), Short(Text(r, "appliedCommit")),
+                      Text(r, "pendingWriteBacks"), std::to_string(Count(r, "errors")),
+                      std::to_string(Count(r, "conflicts"))});
+      if (Text(r, "lastFetchError") != "-") {
+        notes.push_back(Text(r, "name") + ": fetch failing: " + Text(r, "lastFetchError"));
+      }
+    }
+  }
+  PrintTable(rows);
+  for (const auto& n : notes) std::printf("%s\n", n.c_str());
+  return kExitOk;
+}
+
+int RunGet(const Globals& g, const std::string& kind_text, const std::string& name) {
+  int code = kExitOk;
+  auto kind = KindArg(kind_text, &code);
+  if (!kind) return code;
+  auto client = Connect(g, &code);
+  if (!client) return code;
+  if (!name.empty()) {
+    auto reply = Call(*client, "GET", ObjectPath(*kind, name), &code);
+    if (!reply) return code;
+    if (g.json) {
+      std::printf("%s", reply->body.c_str());
+      return kExitOk;
+    }
+    auto doc = ParseReply(*reply, &code);
+    if (!doc) return code;
+    std::printf("%s", json::Serialize(*doc).c_str());
+    return kExitOk;
+  }
+  auto reply = Call(*client, "GET", std::string("/api/v1/objects?kind=") + model::KindName(*kind),
+                    &code);
+  if (!reply) return code;
+  if (g.json) {
+    std::printf("%s", reply->body.c_str());
+    return kExitOk;
+  }
+  auto doc = ParseReply(*reply, &code);
+  if (!doc) return code;
+  std::vector<std::vector<std::string>> rows{{"NAME", "REVISION", "REPOSITORY", "PATH", "STATUS"}};
+  if (const json::Value* objects = doc->Find("objects"); objects && objects->is_array()) {
+    for (const auto& o : objects->items()) {
+      rows.push_back({Text(o, "name"), Text(o, "revision"), Text(o, "repository"), Text(o, "path"),
+                      Text(o, "status")});
+    }
+  }
+  PrintTable(rows);
+  return kExitOk;
+}
+
+int RunApply(const Globals& g, const ApplyOptions& options) {
+  int code = kExitOk;
+  std::optional<model::Kind> wanted;
+  if (!options.kind.empty()) {
+    wanted = KindArg(options.kind, &code);
+    if (!wanted) return code;
+  }
+  auto text = ReadFile(options.file);
+  if (!text) return Complain(options.file + ": cannot read the file");
+  auto loader = model::Loader::Create();
+  if (!loader) return Complain(loader.error().message);
+  const std::string folder_relative =
+      wanted ? std::string(model::KindFolder(*wanted)) + "/" +
+                   fs::path(options.file).filename().string()
+             : daemon::FolderRelative(options.file);
+  model::LoadResult loaded = loader->Load(options.file, folder_relative, *text);
+  if (PrintDiagnostics(loaded.diagnostics)) return kExitFailed;
+  const model::Object& object = *loaded.object;
+  if (wanted && object.kind != *wanted) {
+    return Complain(options.file + ": the file says \"kind\": \"" +
+                    model::KindName(object.kind) + "\" but --kind says " +
+                    model::KindName(*wanted));
+  }
+  auto client = Connect(g, &code);
+  if (!client) return code;
+  std::string path = ObjectPath(object.kind, object.name);
+  if (!options.repository.empty()) path += "?repository=" + EncodeSegment(options.repository);
+  auto reply = Call(*client, "PUT", path, &code, *text);
+  if (!reply) return code;
+  return PrintEditAnswer(g, *reply);
+}
+
+int RunEdit(const Globals& g, const std::string& kind_text, const std::string& name) {
+  int code = kExitOk;
+  auto kind = KindArg(kind_text, &code);
+  if (!kind) return code;
+  auto client = Connect(g, &code);
+  if (!client) return code;
+  auto reply = Call(*client, "GET", ObjectPath(*kind, name), &code);
+  if (!reply) return code;
+  const std::string etag = reply->Header("etag");
+  auto doc = ParseReply(*reply, &code);
+  if (!doc) return code;
+  const std::string original = json::Serialize(*doc);
+  auto temp = MakeTempFile(name, original);
+  if (!temp) return Complain("cannot write a temporary file in $TMPDIR or /tmp");
+  auto loader = model::Loader::Create();
+  if (!loader) return Complain(loader.error().message);
+  const std::string folder_relative = std::string(model::KindFolder(*kind)) + "/" + name + ".json";
+  const std::string what = std::string(model::KindName(*kind)) + "/" + name;
+
+  std::string edited;
+  while (true) {
+    if (const int status = RunEditor(temp->path); status != 0) {
+      return Complain("the editor exited with status " + std::to_string(status) +
+                      "; nothing was sent. Your file is kept in " + temp->path);
+    }
+    auto text = ReadFile(temp->path);
+    if (!text) return Complain("cannot read " + temp->path + " back");
+    edited = *text;
+    if (edited == original) {
+      temp->Remove();
+      std::printf("Edit cancelled, no changes made.\n");
+      return kExitOk;
+    }
+    if (!PrintDiagnostics(loader->Load(temp->path, folder_relative, edited).diagnostics)) break;
+    if (!AskEditAgain()) {
+      return Complain("nothing was sent; your file is kept in " + temp->path);
+    }
+  }
+  std::map<std::string, std::string> headers;
+  if (!etag.empty()) headers["If-Match"] = etag;
+  auto put = client->Send("PUT", ObjectPath(*kind, name), edited, headers);
+  if (!put) return Complain(put.error().message + "; your file is kept in " + temp->path);
+  if (put->status == 412) {
+    return Complain("someone else changed " + what + " since you opened it (you had revision " +
+                    etag + "). Nothing was sent; your version is kept in " + temp->path +
+                    ": run gitopsctl edit again and carry your change over");
+  }
+  if (!put->ok()) {
+    return Complain(Client::ErrorMessage(*put) + "\nyour file is kept in " + temp->path);
+  }
+  temp->Remove();
+  return PrintEditAnswer(g, *put);
+}
+
+int RunDelete(const Globals& g, const std::string& kind_text, const std::string& name) {
+  int code = kExitOk;
+  auto kind = KindArg(kind_text, &code);
+  if (!kind) return code;
+  auto client = Connect(g, &code);
+  if (!client) return code;
+  auto reply = Call(*client, "DELETE", ObjectPath(*kind, name), &code);
+  if (!reply) return code;
+  return PrintEditAnswer(g, *reply);
+}
+
+int RunConflicts(const Globals& g, bool all) {
+  int code = kExitOk;
+  auto client = Connect(g, &code);
+  if (!client) return code;
+  auto reply = Call(*client, "GET", all ? "/api/v1/conflicts?all=true" : "/api/v1/conflicts", &code);
+  if (!reply) return code;
+  if (g.json) {
+    std::printf("%s", reply->body.c_str());
+    return kExitOk;
+  }
+  auto doc = ParseReply(*reply, &code);
+  if (!doc) return code;
+  std::vector<std::vector<std::string>> rows{
+      {"ID", "REPOSITORY", "OBJECT", "IN FORCE", "POLICY", "POINTERS", "CREATED", "RESOLVED"}};
+  const json::Value* conflicts = doc->Find("conflicts");
+  if (conflicts && conflicts->is_array()) {
+    for (const auto& c : conflicts->items()) {
+      std::string pointers;
+      if (const json::Value* p = c.Find("pointers"); p && p->is_array()) {
+        for (const auto& item : p->items()) {
+          pointers += (pointers.empty() ? "" : ",") + (item.is_string() ? item.as_string() : "?");
+        }
+      }
+      std::string resolved = Text(c, "resolution");
+      rows.push_back({Text(c, "id"), Text(c, "repository"), Text(c, "kind") + "/" + Text(c, "name"),
+                      Text(c, "inForce"), Text(c, "policy"), pointers.empty() ? "-" : pointers,
+                      Text(c, "createdAt"), resolved});
+    }
+  }
+  if (rows.size() == 1) {
+    std::printf(all ? "No conflicts.\n" : "No open conflicts.\n");
+    return kExitOk;
+  }
+  PrintTable(rows);
+  return kExitOk;
+}
+
+int RunResolve(const Globals& g, int64_t id, const std::string& take, const std::string& file) {
+  int code = kExitOk;
+  std::string body;
+  if (!take.empty()) {
+    body = "{\"take\": \"" + take + "\"}";
+  } else {
+    auto text = ReadFile(file);
+    if (!text) return Complain(file + ": cannot read the file");
+    auto parsed = json::Parse(*text);
+    if (!parsed) {
+      const json::LineCol at = json::LocateOffset(*text, parsed.error().offset);
+      Diagnostic d{file, at.line, at.col, parsed.error().message, parsed.error().rule};
+      PrintDiagnostics({d});
+      return kExitFailed;
+    }
+    body = "{\"body\": " + *text + "}";
+  }
+  auto client = Connect(g, &code);
+  if (!client) return code;
+  auto reply = Call(*client, "POST", "/api/v1/conflicts/" + std::to_string(id) + "/resolve", &code,
+                    body);
+  if (!reply) return code;
+  return PrintEditAnswer(g, *reply, "conflict " + std::to_string(id) + " resolved: ");
+}
+
+int RunTokenCreate(const Globals& g, const std::string& name, const std::string& role) {
+  if (Trimmed(name).empty()) return Complain("the token needs a name", kExitUsage);
+  std::ifstream random("/dev/urandom", std::ios::binary);
+  uint8_t bytes[32];
+  if (!random.read(reinterpret_cast<char*>(bytes), sizeof bytes)) {
+    return Complain("cannot read /dev/urandom");
+  }
+  const std::string token = daemon::ToHex(bytes);
+  const std::string hash = daemon::ToHex(daemon::HashToken(token));
+  std::string line = "{\"name\": ";
+  json::AppendQuoted(line, name);
+  line += ", \"role\": \"" + role + "\", \"sha256\": \"" + hash + "\"}";
+  if (g.json) {
+    std::string out = "{\"name\": ";
+    json::AppendQuoted(out, name);
+    out += ", \"role\": \"" + role + "\", \"token\": \"" + token + "\", \"sha256\": \"" + hash +
+           "\"}\n";
+    std::printf("%s", out.c_str());
+    return kExitOk;
+  }
+  std::printf(
+      "New %s token \"%s\" (shown only now; gitopsd keeps just its hash):\n  %s\n\n"
+      "Add this entry to the array in the tokens file (\"apiTokensFile\") and restart gitopsd:\n"
+      "  %s\n",
+      role.c_str(), name.c_str(), token.c_str(), line.c_str());
+  return kExitOk;
+}
+
+}  // namespace gitopsd::ctl

@@ -1,0 +1,115 @@
+// gitopsctl, the client of gitopsd's HTTP API. Only argument parsing lives
+// here (CLI11 stays in this one file); the commands are in commands.cc.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+
+#include "daemon/ctl/commands.h"
+
+namespace {
+
+constexpr const char* kDescription =
+    "gitopsctl talks to a running gitopsd: sync status, objects, edits written back to Git,\n"
+    "conflicts, and API tokens.";
+
+constexpr const char* kFooter = R"(The server is --server, else $GITOPSD_SERVER, else http://127.0.0.1:7780.
+The token is --token, else the file --token-file, else $GITOPSD_TOKEN (writes need one).
+KIND is templates, release-flows or previews (or Template, ReleaseFlow, PreviewTemplate).
+Exit codes: 0 ok, 1 refused by the server or by validation, 2 usage error.
+Examples:
+  gitopsctl status
+  gitopsctl get release-flows
+  gitopsctl get templates web
+  gitopsctl apply -f .gitops/release-flows/production.json
+  EDITOR=nano gitopsctl edit release-flows production
+  gitopsctl conflicts resolve 3 --take git
+  gitopsctl token create ci --role write)";
+
+int Main(int argc, char** argv) {
+  using namespace gitopsd::ctl;
+  CLI::App app{kDescription, "gitopsctl"};
+  app.footer(kFooter);
+  app.require_subcommand(1);
+  app.fallthrough();  // global flags may also follow the command (inherited by subcommands)
+  Globals g;
+  app.add_option("--server", g.server, "gitopsd's URL, e.g. http://127.0.0.1:7780");
+  auto* token_opt = app.add_option("--token", g.token, "API token (prefer $GITOPSD_TOKEN)");
+  app.add_option("--token-file", g.token_file, "Read the API token from this file")
+      ->excludes(token_opt);
+  app.add_flag("--json", g.json, "Print the server's JSON instead of tables");
+
+  auto* status = app.add_subcommand("status", "Per repository: branch, applied commit, pending "
+                                              "write-backs, errors, conflicts");
+
+  std::string kind, name;
+  auto* get = app.add_subcommand("get", "List the objects of a kind, or print one object");
+  get->add_option("KIND", kind, "templates, release-flows or previews")->required();
+  get->add_option("NAME", name, "The object to print as JSON");
+
+  ApplyOptions apply_options;
+  auto* apply = app.add_subcommand(
+      "apply", "Validate a file locally, then create or replace its object (written back to Git)");
+  apply->add_option("-f,--file", apply_options.file, "The object's JSON file")->required();
+  apply->add_option("--repository", apply_options.repository,
+                    "Repository for a new object (default: the first with write-back on)");
+  apply->add_option("--kind", apply_options.kind,
+                    "Kind when neither the file's \"kind\" nor its folder says");
+
+  auto* edit = app.add_subcommand(
+      "edit", "Open an object in $VISUAL/$EDITOR, validate it, and save it with If-Match");
+  edit->add_option("KIND", kind, "templates, release-flows or previews")->required();
+  edit->add_option("NAME", name, "The object to edit")->required();
+
+  auto* del = app.add_subcommand("delete", "Delete an object (its file is removed in a commit)");
+  del->add_option("KIND", kind, "templates, release-flows or previews")->required();
+  del->add_option("NAME", name, "The object to delete")->required();
+
+  bool all = false;
+  auto* conflicts = app.add_subcommand("conflicts", "List conflicts between Git and API edits");
+  conflicts->add_flag("--all", all, "Include resolved conflicts");
+  conflicts->require_subcommand(0, 1);
+  int64_t conflict_id = 0;
+  std::string take, resolve_file;
+  auto* resolve = conflicts->add_subcommand("resolve", "Resolve a conflict");
+  resolve->add_option("ID", conflict_id, "The conflict's id")->required()->check(
+      CLI::PositiveNumber);
+  auto* take_opt = resolve->add_option("--take", take, "Keep the git or the api version")
+                       ->check(CLI::IsMember({"git", "api"}));
+  auto* file_opt = resolve->add_option("-f,--file", resolve_file, "Write this object instead");
+  take_opt->excludes(file_opt);
+  file_opt->excludes(take_opt);
+
+  auto* token = app.add_subcommand("token", "API tokens");
+  token->require_subcommand(1);
+  std::string token_name, role;
+  auto* create = token->add_subcommand(
+      "create", "Print a new random token and the tokens-file line with its hash (offline)");
+  create->add_option("NAME", token_name, "Who the token is for, e.g. ci")->required();
+  create->add_option("--role", role, "read or write")
+      ->required()
+      ->check(CLI::IsMember({"read", "write"}));
+
+  try {
+    app.parse(argc, argv);
+    if (resolve->parsed() && take.empty() && resolve_file.empty()) {
+      throw CLI::ValidationError("resolve", "give --take git|api or -f FILE");
+    }
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? kExitOk : kExitUsage;
+  }
+
+  if (status->parsed()) return RunStatus(g);
+  if (get->parsed()) return RunGet(g, kind, name);
+  if (apply->parsed()) return RunApply(g, apply_options);
+  if (edit->parsed()) return RunEdit(g, kind, name);
+  if (del->parsed()) return RunDelete(g, kind, name);
+  if (resolve->parsed()) return RunResolve(g, conflict_id, take, resolve_file);
+  if (conflicts->parsed()) return RunConflicts(g, all);
+  if (create->parsed()) return RunTokenCreate(g, token_name, role);
+  return kExitUsage;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return Main(argc, argv); }
