@@ -356,5 +356,36 @@ TEST(WriteBackHttpTest, ARefusedPushKeepsTheEditPendingAndVisible) {
   EXPECT_EQ((*(*store)->GetEdit(receipt->edit_id))->state, "pushed");
 }
 
+TEST(WriteBackSshTest, AnEditIsPushedOverSsh) {
+  test::SshGitServer server;
+  GITOPSD_START_OR_SKIP(server);
+  FixtureRepo origin(server.repos_root(), "shop");
+  ASSERT_TRUE(origin.WriteFile(".gitops/templates/web.json", TemplateJson("web", "v1")));
+  ASSERT_FALSE(origin.Commit("first").empty());
+  ASSERT_TRUE(origin.Push());
+  TempDir state("state");
+  auto loader = model::Loader::Create();
+  ASSERT_TRUE(loader.has_value());
+  auto store = store::Store::Open(state.Sub("state.db"));
+  ASSERT_TRUE(store.has_value());
+  RepositoryConfig config;
+  config.name = "shop";
+  config.url = server.url_for(origin.bare_path());
+  config.credentials = {.ssh_key_file = server.client_key_path(),
+                        .known_hosts_file = server.known_hosts_path()};
+  config.mirror_dir = state.Sub("repos/shop.git");
+  auto reconciler = Reconciler::Create(config, **store, *loader);
+  ASSERT_TRUE(reconciler.has_value()) << reconciler.error().message;
+  ASSERT_TRUE((*reconciler)->Sync().has_value());
+  WriteBack writeback(**reconciler, **store, *loader, {});
+  ASSERT_TRUE(
+      writeback.Submit(EditRequest{"Template", "web", TemplateJson("web", "v2"), 1, "ci"}));
+  auto report = writeback.Run();
+  ASSERT_TRUE(report.has_value());
+  ASSERT_FALSE(report->commit.empty()) << report->error;
+  auto head = test::RunCommand({"git", "--git-dir", origin.bare_path(), "rev-parse", "main"});
+  EXPECT_EQ(head.output.substr(0, 40), report->commit);
+}
+
 }  // namespace
 }  // namespace gitopsd::sync
