@@ -182,6 +182,7 @@ void Poller::WriteBackOnce(Worker& w, WriteBackState& state) {
   const std::string error = result ? result->error : result.error().message;
   if (result) {
     metrics_.RecordWriteBack(name, result->edits_pushed, result->conflicts);
+    for (const auto& detail : result->conflict_details) spdlog::warn("{}: {}", name, detail);
     if (result->edits_pushed > 0 || result->conflicts > 0 || !result->commit.empty()) {
       spdlog::info("{}", result->Summary());
     } else {

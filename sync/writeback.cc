@@ -319,6 +319,7 @@ class RoundPlanner {
   std::vector<const ObjectChange*> finished;  // nothing left to write
   std::vector<std::pair<std::string, std::string>> refresh;  // objects to re-decide
   int conflicts = 0;
+  std::vector<std::string> conflict_details;
 
   Status Plan(const ObjectChange& change) {
     const store::EditRecord& last = change.last();
@@ -411,6 +412,15 @@ class RoundPlanner {
     auto id = tx_.AddConflict(record);
     if (!id) return std::unexpected(id.error());
     ++conflicts;
+    std::string where;
+    for (const auto& p : pointers) where += (where.empty() ? "" : ", ") + p;
+    conflict_details.push_back(
+        "conflict " + std::to_string(*id) + ": " + last.kind + " \"" + last.name + "\" (" +
+        last.path + ") was changed both in Git and through the API (edit " +
+        std::to_string(last.id) + " by " + last.actor + ") at " + where + "; " +
+        config_.conflict_policy + " keeps the " + (api_wins ? "API's" : "Git") +
+        " version in force; both are kept: POST /api/v1/conflicts/" + std::to_string(*id) +
+        "/resolve");
     if (api_wins) {
       if (api_body.empty()) {
         writes.push_back(git::FileWrite{last.path, std::nullopt});
@@ -529,6 +539,9 @@ Result<WriteBackReport> WriteBack::Run() {
       RoundPlanner planner(tx, git, repo, config_, head);
       for (const auto& change : changes) TRY(planner.Plan(change));
       report.conflicts += planner.conflicts;
+      report.conflict_details.insert(report.conflict_details.end(),
+                                     planner.conflict_details.begin(),
+                                     planner.conflict_details.end());
       refresh = planner.refresh;
       for (const auto* change : planner.finished) {
         TRY(MarkEdits(tx, change->edits, "pushed", head, ""));

@@ -79,6 +79,7 @@ struct WriteBackReport {
   std::string commit;       // pushed commit ("" when nothing was pushed)
   int edits_pushed = 0;
   int conflicts = 0;        // new conflicts recorded
+  std::vector<std::string> conflict_details;  // one sentence per new conflict, for the log
   int rounds = 0;           // push attempts
   std::string error;        // why the pending edits are still pending
   std::string Summary() const;

@@ -244,6 +244,9 @@ TEST_F(WriteBackTest, OverlappingChangesAreAConflictGitWinsByDefault) {
   ForeignPush(".gitops/templates/web.json", TemplateJson("web", "from Git"));
   WriteBackReport report = Run();
   EXPECT_EQ(report.conflicts, 1);
+  ASSERT_EQ(report.conflict_details.size(), 1u);
+  EXPECT_NE(report.conflict_details[0].find("/description"), std::string::npos)
+      << report.conflict_details[0];
   EXPECT_EQ(report.commit, "");
   EXPECT_EQ(InForce("web", "description"), "from Git");
   auto conflicts = store_->ListConflicts();
