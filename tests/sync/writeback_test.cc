@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
 
 #include "sync/json.h"
 #include "tests/support/git_servers.h"
@@ -314,79 +315,92 @@ TEST_F(WriteBackTest, ACommitRecordedBeforeACrashIsNeverPushedTwice) {
   EXPECT_NE(RemoteFile(".gitops/templates/api.json").find("moved"), std::string::npos);
 }
 
+// A repository behind a real server: the remote (with web.json at v1), and
+// gitopsd's store, reconciler and write-back for it.
+struct RemoteRig {
+  RemoteRig(const std::string& repos_root, std::function<std::string(const FixtureRepo&)> url,
+            git::Credentials creds)
+      : origin(repos_root, "shop") {
+    EXPECT_TRUE(origin.WriteFile(".gitops/templates/web.json", TemplateJson("web", "v1")));
+    EXPECT_FALSE(origin.Commit("first").empty());
+    EXPECT_TRUE(origin.Push());
+    auto l = model::Loader::Create();
+    auto s = store::Store::Open(state.Sub("state.db"));
+    if (!l || !s) {
+      ADD_FAILURE() << "cannot set up the loader or the store";
+      return;
+    }
+    loader.emplace(std::move(*l));
+    store = std::move(*s);
+    RepositoryConfig config;
+    config.name = "shop";
+    config.url = url(origin);
+    config.credentials = std::move(creds);
+    config.mirror_dir = state.Sub("repos/shop.git");
+    auto r = Reconciler::Create(config, *store, *loader);
+    if (!r) {
+      ADD_FAILURE() << r.error().message;
+      return;
+    }
+    reconciler = std::move(*r);
+    writeback.emplace(*reconciler, *store, *loader, WriteBackConfig{});
+  }
+  bool ready() const { return writeback.has_value(); }
+
+  TempDir state{"state"};
+  FixtureRepo origin;
+  std::optional<model::Loader> loader;
+  std::unique_ptr<store::Store> store;
+  std::unique_ptr<Reconciler> reconciler;
+  std::optional<WriteBack> writeback;
+};
+
 // Server-side refusals need a real server: libgit2 writes file:// remotes
 // itself and runs no hooks there.
 TEST(WriteBackHttpTest, ARefusedPushKeepsTheEditPendingAndVisible) {
   test::HttpGitServer server("alice", "s3cret");
   GITOPSD_START_OR_SKIP(server);
-  FixtureRepo origin(server.repos_root(), "shop");
-  ASSERT_TRUE(origin.WriteFile(".gitops/templates/web.json", TemplateJson("web", "v1")));
-  ASSERT_FALSE(origin.Commit("first").empty());
-  ASSERT_TRUE(origin.Push());
-  TempDir state("state");
-  auto loader = model::Loader::Create();
-  ASSERT_TRUE(loader.has_value());
-  auto store = store::Store::Open(state.Sub("state.db"));
-  ASSERT_TRUE(store.has_value());
-  RepositoryConfig config;
-  config.name = "shop";
-  config.url = server.url_for("shop.git");
-  config.credentials = {.username = "alice", .password = "s3cret"};
-  config.mirror_dir = state.Sub("repos/shop.git");
-  auto reconciler = Reconciler::Create(config, **store, *loader);
-  ASSERT_TRUE(reconciler.has_value()) << reconciler.error().message;
-  WriteBack writeback(**reconciler, **store, *loader, {});
-
-  const std::string hook = origin.bare_path() + "/hooks/pre-receive";
+  RemoteRig rig(server.repos_root(), [&](const FixtureRepo&) { return server.url_for("shop.git"); },
+                {.username = "alice", .password = "s3cret"});
+  ASSERT_TRUE(rig.ready());
+  const std::string hook = rig.origin.bare_path() + "/hooks/pre-receive";
   ASSERT_TRUE(test::WriteTextFile(hook, "#!/bin/sh\necho 'protected branch: main' >&2\nexit 1\n"));
   std::filesystem::permissions(hook, std::filesystem::perms::owner_all);
-  ASSERT_TRUE((*reconciler)->Sync().has_value());
+  ASSERT_TRUE(rig.reconciler->Sync().has_value());
   auto receipt =
-      writeback.Submit(EditRequest{"Template", "web", TemplateJson("web", "v2"), 1, "ci"});
+      rig.writeback->Submit(EditRequest{"Template", "web", TemplateJson("web", "v2"), 1, "ci"});
   ASSERT_TRUE(receipt.has_value());
-  auto report = writeback.Run();
+  auto report = rig.writeback->Run();
   ASSERT_TRUE(report.has_value());
   EXPECT_NE(report->error.find("protected branch"), std::string::npos) << report->error;
-  auto edit = (*store)->GetEdit(receipt->edit_id);
+  auto edit = rig.store->GetEdit(receipt->edit_id);
   EXPECT_EQ((*edit)->state, "pending");
   EXPECT_NE((*edit)->last_error.find("protected branch"), std::string::npos);
-  EXPECT_EQ(*(*store)->CountUnfinishedEdits("shop"), 1);
+  EXPECT_EQ(*rig.store->CountUnfinishedEdits("shop"), 1);
 
   std::filesystem::remove(hook);
-  report = writeback.Run();
+  report = rig.writeback->Run();
   ASSERT_TRUE(report.has_value());
   ASSERT_FALSE(report->commit.empty()) << report->error;
-  EXPECT_EQ((*(*store)->GetEdit(receipt->edit_id))->state, "pushed");
+  EXPECT_EQ((*rig.store->GetEdit(receipt->edit_id))->state, "pushed");
 }
 
 TEST(WriteBackSshTest, AnEditIsPushedOverSsh) {
   test::SshGitServer server;
   GITOPSD_START_OR_SKIP(server);
-  FixtureRepo origin(server.repos_root(), "shop");
-  ASSERT_TRUE(origin.WriteFile(".gitops/templates/web.json", TemplateJson("web", "v1")));
-  ASSERT_FALSE(origin.Commit("first").empty());
-  ASSERT_TRUE(origin.Push());
-  TempDir state("state");
-  auto loader = model::Loader::Create();
-  ASSERT_TRUE(loader.has_value());
-  auto store = store::Store::Open(state.Sub("state.db"));
-  ASSERT_TRUE(store.has_value());
-  RepositoryConfig config;
-  config.name = "shop";
-  config.url = server.url_for(origin.bare_path());
-  config.credentials = {.ssh_key_file = server.client_key_path(),
-                        .known_hosts_file = server.known_hosts_path()};
-  config.mirror_dir = state.Sub("repos/shop.git");
-  auto reconciler = Reconciler::Create(config, **store, *loader);
-  ASSERT_TRUE(reconciler.has_value()) << reconciler.error().message;
-  ASSERT_TRUE((*reconciler)->Sync().has_value());
-  WriteBack writeback(**reconciler, **store, *loader, {});
+  RemoteRig rig(server.repos_root(),
+                [&](const FixtureRepo& origin) { return server.url_for(origin.bare_path()); },
+                {.ssh_key_file = server.client_key_path(),
+                 .known_hosts_file = server.known_hosts_path()});
+  ASSERT_TRUE(rig.ready());
+  ASSERT_TRUE(rig.reconciler->Sync().has_value());
   ASSERT_TRUE(
-      writeback.Submit(EditRequest{"Template", "web", TemplateJson("web", "v2"), 1, "ci"}));
-  auto report = writeback.Run();
+      rig.writeback->Submit(EditRequest{"Template", "web", TemplateJson("web", "v2"), 1, "ci"}));
+  auto report = rig.writeback->Run();
   ASSERT_TRUE(report.has_value());
   ASSERT_FALSE(report->commit.empty()) << report->error;
-  auto head = test::RunCommand({"git", "--git-dir", origin.bare_path(), "rev-parse", "main"});
+  auto head =
+      test::RunCommand({"git", "--git-dir", rig.origin.bare_path(), "rev-parse", "main"});
   EXPECT_EQ(head.output.substr(0, 40), report->commit);
 }
 
