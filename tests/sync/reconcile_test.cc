@@ -27,7 +27,8 @@ std::string TemplateJson(const std::string& name, const std::string& description
          "\"sequential\", \"steps\": []}\n  }\n}\n";
 }
 
-class ReconcileTest : public ::testing::Test {
+// A loader and a fresh state database for each test.
+class StateFixture : public ::testing::Test {
  protected:
   void SetUp() override {
     auto loader = model::Loader::Create();
@@ -37,6 +38,14 @@ class ReconcileTest : public ::testing::Test {
     ASSERT_TRUE(store.has_value()) << store.error().message;
     store_ = std::move(*store);
   }
+
+  TempDir state_{"state"};
+  std::optional<model::Loader> loader_;
+  std::unique_ptr<store::Store> store_;
+};
+
+class ReconcileTest : public StateFixture {
+ protected:
 
   std::unique_ptr<Reconciler> MakeReconciler(bool prune = true,
                                              model::LoadOptions limits = {}) {
@@ -77,10 +86,7 @@ class ReconcileTest : public ::testing::Test {
   }
 
   TempDir dir_{"reconcile"};
-  TempDir state_{"state"};
   FixtureRepo repo_{dir_.path(), "shop"};
-  std::optional<model::Loader> loader_;
-  std::unique_ptr<store::Store> store_;
 };
 
 TEST_F(ReconcileTest, FirstSyncAppliesEveryObjectAndASecondSyncIsANoOp) {
@@ -314,16 +320,8 @@ TEST_F(ReconcileTest, UnreachableRemoteIsRecordedAndNothingElseChanges) {
 
 // The same sync over the transports users run: smart HTTP with basic auth and
 // SSH with a pinned host key. The store ends equal to what was pushed.
-class ReconcileTransportTest : public ::testing::Test {
+class ReconcileTransportTest : public StateFixture {
  protected:
-  void SetUp() override {
-    auto loader = model::Loader::Create();
-    ASSERT_TRUE(loader.has_value()) << loader.error().message;
-    loader_.emplace(std::move(*loader));
-    auto store = store::Store::Open(state_.Sub("state.db"));
-    ASSERT_TRUE(store.has_value()) << store.error().message;
-    store_ = std::move(*store);
-  }
 
   void SyncTwice(FixtureRepo& origin, const std::string& url, const git::Credentials& creds) {
     origin.WriteFile(".gitops/templates/web.json", TemplateJson("web", "v1"));
@@ -352,10 +350,6 @@ class ReconcileTransportTest : public ::testing::Test {
     EXPECT_EQ((*state)->applied_commit, origin.Head());
     EXPECT_EQ((*state)->url.find("s3cret"), std::string::npos) << "no password in the state";
   }
-
-  TempDir state_{"state"};
-  std::optional<model::Loader> loader_;
-  std::unique_ptr<store::Store> store_;
 };
 
 TEST_F(ReconcileTransportTest, SyncsOverSmartHttpWithBasicAuth) {
