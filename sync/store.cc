@@ -315,14 +315,7 @@ Result<std::vector<ObjectRecord>> Store::ListObjects(const std::string& kind) co
                         " FROM objects WHERE ?1 = '' OR kind = ?1 ORDER BY kind, name");
   if (!st) return std::unexpected(st.error());
   st->Bind(1, kind);
-  std::vector<ObjectRecord> out;
-  while (true) {
-    auto row = st->Step();
-    if (!row) return std::unexpected(row.error());
-    if (!*row) break;
-    out.push_back(ReadObject(*st));
-  }
-  return out;
+  return ReadAll<ObjectRecord>(*st, ReadObject);
 }
 
 Result<std::optional<ObjectRecord>> Store::GetObject(const std::string& kind,
@@ -339,15 +332,10 @@ Result<std::vector<FileError>> Store::ListErrors(const std::string& repo) const 
       "WHERE ?1 = '' OR repository = ?1 ORDER BY repository, path, id");
   if (!st) return std::unexpected(st.error());
   st->Bind(1, repo);
-  std::vector<FileError> out;
-  while (true) {
-    auto row = st->Step();
-    if (!row) return std::unexpected(row.error());
-    if (!*row) break;
-    out.push_back(FileError{st->Text(0), st->Text(1), static_cast<int>(st->Int(2)),
-                            static_cast<int>(st->Int(3)), st->Text(4), st->Text(5), st->Text(6)});
-  }
-  return out;
+  return ReadAll<FileError>(*st, [](const sqlite::Statement& row) {
+    return FileError{row.Text(0), row.Text(1), static_cast<int>(row.Int(2)),
+                     static_cast<int>(row.Int(3)), row.Text(4), row.Text(5), row.Text(6)};
+  });
 }
 
 Result<std::vector<RepositoryState>> Store::ListRepositories() const {
@@ -355,14 +343,7 @@ Result<std::vector<RepositoryState>> Store::ListRepositories() const {
   auto st = db_.Prepare(std::string("SELECT ") + kRepositoryColumns +
                         " FROM repositories ORDER BY name");
   if (!st) return std::unexpected(st.error());
-  std::vector<RepositoryState> out;
-  while (true) {
-    auto row = st->Step();
-    if (!row) return std::unexpected(row.error());
-    if (!*row) break;
-    out.push_back(ReadRepository(*st));
-  }
-  return out;
+  return ReadAll<RepositoryState>(*st, ReadRepository);
 }
 
 Result<std::optional<RepositoryState>> Store::GetRepository(const std::string& name) const {
@@ -460,14 +441,7 @@ Result<std::vector<FileRecord>> Tx::FilesClaiming(const std::string& kind,
       "WHERE kind = ?1 AND name = ?2 ORDER BY repository, path");
   if (!st) return std::unexpected(st.error());
   (*st)->Bind(1, kind).Bind(2, name);
-  std::vector<FileRecord> out;
-  while (true) {
-    auto row = (*st)->Step();
-    if (!row) return std::unexpected(row.error());
-    if (!*row) break;
-    out.push_back(ReadFile(**st));
-  }
-  return out;
+  return ReadAll<FileRecord>(**st, ReadFile);
 }
 
 Status Tx::PutFile(const FileRecord& f) {
@@ -555,14 +529,7 @@ Result<std::vector<FileRecord>> Tx::ListFiles(const std::string& repo) {
       "WHERE repository = ?1 ORDER BY path");
   if (!st) return std::unexpected(st.error());
   (*st)->Bind(1, repo);
-  std::vector<FileRecord> out;
-  while (true) {
-    auto row = (*st)->Step();
-    if (!row) return std::unexpected(row.error());
-    if (!*row) break;
-    out.push_back(ReadFile(**st));
-  }
-  return out;
+  return ReadAll<FileRecord>(**st, ReadFile);
 }
 
 Status Tx::AddError(const FileError& e) {
