@@ -13,6 +13,7 @@ build_packages=(
 test_packages=(
   libgtest-dev libgmock-dev json-schema-test-suite python3-jsonschema
   lighttpd lighttpd-mod-openssl apache2-utils openssh-server openssh-client openssl
+  postgresql
 )
 
 packages=("${build_packages[@]}")

@@ -853,6 +853,31 @@ Result<std::string> Repository::ReadBlob(const std::string& blob_id, size_t max_
   return std::string(content, static_cast<size_t>(git_blob_rawsize(blob.get())));
 }
 
+Status Repository::ExportTree(const std::string& commit, const std::string& dest_dir) const {
+  const std::string what = "cannot export commit " + commit + " into " + dest_dir + ": ";
+  auto found = FindCommit(repo_.get(), commit);
+  if (!found) return std::unexpected(found.error());
+  std::error_code ec;
+  std::filesystem::create_directories(dest_dir, ec);
+  if (ec) return Fail(what + ec.message());
+  if (!std::filesystem::is_empty(dest_dir, ec)) return Fail(what + "the folder is not empty");
+  git_tree* raw_tree = nullptr;
+  if (git_commit_tree(&raw_tree, found->get()) < 0) return Fail(what + LastError());
+  TreePtr tree(raw_tree);
+  auto empty = EmptyTree(repo_.get());
+  if (!empty) return std::unexpected(empty.error());
+  git_checkout_options opts = GIT_CHECKOUT_OPTIONS_INIT;
+  // Against an empty baseline every file is an addition, whatever HEAD of
+  // the mirror points at; the mirror's index is neither read nor written.
+  opts.checkout_strategy = GIT_CHECKOUT_FORCE | GIT_CHECKOUT_DONT_UPDATE_INDEX | GIT_CHECKOUT_DONT_WRITE_INDEX;
+  opts.baseline = empty->get();
+  opts.target_directory = dest_dir.c_str();
+  if (git_checkout_tree(repo_.get(), reinterpret_cast<const git_object*>(tree.get()), &opts) < 0) {
+    return Fail(what + LastError());
+  }
+  return Ok();
+}
+
 Result<CommitInfo> Repository::LookupCommit(const std::string& commit_id) const {
   auto commit = FindCommit(repo_.get(), commit_id);
   if (!commit) return std::unexpected(commit.error());

@@ -144,6 +144,13 @@ class Repository {
   Result<std::string> ReadBlob(const std::string& blob_id, size_t max_bytes) const;
   Result<size_t> BlobSize(const std::string& blob_id) const;
 
+  // Writes the tree of `commit` into `dest_dir` (made with its parents; it
+  // must be empty or missing), as a checkout would: executables keep 100755,
+  // symlinks stay symlinks, .gitattributes filters apply; submodules are not
+  // checked out. No index or ref of the mirror changes. On failure the
+  // folder may hold part of the tree: callers export into a fresh folder.
+  Status ExportTree(const std::string& commit, const std::string& dest_dir) const;
+
   Result<CommitInfo> LookupCommit(const std::string& commit_id) const;
   bool HasCommit(const std::string& commit_id) const;
 
