@@ -26,6 +26,8 @@
 #include <thread>
 
 #include "daemon/api_json.h"
+#include "daemon/api_resources.h"
+#include "daemon/api_runs.h"
 #include "daemon/api_write.h"
 #include "daemon/config.h"
 #include "daemon/metrics.h"
@@ -37,12 +39,6 @@
 
 namespace gitopsd::daemon {
 namespace {
-
-Response MethodNotAllowed(const std::string& method, const std::string& allow) {
-  Response r = ErrorResponse(405, "method_not_allowed", method + " is not allowed here; use " + allow);
-  r.headers.emplace_back("Allow", allow);
-  return r;
-}
 
 std::vector<std::string> SplitPath(const std::string& path) {
   std::vector<std::string> parts;
@@ -70,7 +66,10 @@ json::Value DiagnosticJson(const Diagnostic& d, const std::string& commit) {
 class Router {
  public:
   Router(const ApiOptions& options, const ApiDeps& deps)
-      : options_(options), deps_(deps), writes_(options, deps, stopping_) {}
+      : options_(options),
+        deps_(deps),
+        writes_(options, deps, stopping_),
+        runs_(options, deps, stopping_) {}
 
   // Waits in progress (for a push) end early; no new ones start.
   void BeginStop() { stopping_ = true; }
@@ -124,6 +123,8 @@ class Router {
     if (p.size() == 3 && p[0] == "repositories" && p[2] == "sync") {
       return req.method == "POST" ? SyncNow(req, p[1]) : MethodNotAllowed(req.method, "POST");
     }
+    if (auto r = runs_.Route(req, p)) return std::move(*r);
+    if (auto r = RouteResources(deps_, req, p)) return std::move(*r);
     return NotFound(req.path);
   }
 
@@ -320,6 +321,7 @@ class Router {
   ApiDeps deps_;
   std::atomic<bool> stopping_{false};
   WriteRoutes writes_;
+  RunRoutes runs_;
 };
 
 // ---- Slow clients.
@@ -482,6 +484,8 @@ class Handler : public Poco::Net::HTTPRequestHandler {
     if (r.status == 304) {
       out.setContentLength(0);
       out.send();
+    } else if (r.stream) {
+      Stream(r, out);
     } else {
       out.setContentLength64(static_cast<Poco::Int64>(r.body.size()));
       out.send().write(r.body.data(), static_cast<std::streamsize>(r.body.size()));
@@ -490,6 +494,24 @@ class Handler : public Poco::Net::HTTPRequestHandler {
   }
 
  private:
+  // A streamed body: chunked, each piece flushed as it is written. The
+  // writer says false once the client is gone or the server stops (the
+  // guard cuts every socket then), which ends the route's loop.
+  static void Stream(const Response& r, Poco::Net::HTTPServerResponse& out) {
+    out.setChunkedTransferEncoding(true);
+    out.setKeepAlive(false);
+    std::ostream& body = out.send();
+    r.stream([&body](std::string_view piece) {
+      try {
+        body.write(piece.data(), static_cast<std::streamsize>(piece.size()));
+        body.flush();
+      } catch (const std::exception&) {
+        return false;
+      }
+      return static_cast<bool>(body);
+    });
+  }
+
   // nullopt when the client was cut off before its request was complete.
   std::optional<Response> Dispatch(Poco::Net::HTTPServerRequest& in, uint64_t connection) {
     Request req;
@@ -647,7 +669,7 @@ Result<std::unique_ptr<ApiServer>> ApiServer::Start(const ApiOptions& options,
   auto impl = std::make_unique<Impl>(options, deps);
   try {
     Poco::Net::SocketAddress address(listen->host, listen->port);
-    Poco::Net::ServerSocket socket(address, 64);
+    Poco::Net::ServerSocket socket(address, 512);
     impl->port = socket.address().port();
     const Poco::Timespan timeout(
         std::chrono::duration_cast<std::chrono::microseconds>(options.read_timeout).count());

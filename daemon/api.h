@@ -3,7 +3,9 @@
 // timeouts. Poco stays inside api.cc.
 //
 // Reads come from the store; a sync request goes to the Poller and waits
-// for its report; edits go to the repository's WriteBack (api_write.h).
+// for its report; edits go to the repository's WriteBack (api_write.h);
+// runs go to the release runner (api_runs.h) and the runtime's resources
+// are listed by api_resources.h.
 // Errors are JSON {"error": {"code", "message"}} with the matching status.
 //
 // Slow clients: the headers of a request must arrive within read_timeout,
@@ -23,22 +25,32 @@ namespace gitopsd::store {
 class Store;
 }
 
+namespace gitopsd::runtime {
+class BuildRunner;
+class JobRunner;
+class ServiceManager;
+class Addons;
+}  // namespace gitopsd::runtime
+
 namespace gitopsd::daemon {
 
 class Poller;
 class DaemonMetrics;
 class TokenStore;
+class FlowRuns;
 
 struct ApiOptions {
   std::string listen = "127.0.0.1:7780";
-  int max_threads = 8;
-  int max_queued = 64;
+  int max_threads = 32;  // requests waiting for a push hold a thread
+  int max_queued = 1024;
   size_t max_body_bytes = 1 << 20;
   std::chrono::milliseconds read_timeout{10'000};
   // How long POST .../sync waits for the repository's sync to finish.
   std::chrono::seconds sync_timeout{120};
   // How long an accepted edit waits for its push before answering 202.
   std::chrono::milliseconds writeback_wait{3'000};
+  // How often GET /api/v1/runs/{id}/logs?follow=true looks for new output.
+  std::chrono::milliseconds follow_interval{200};
 };
 
 struct ApiDeps {
@@ -46,6 +58,13 @@ struct ApiDeps {
   Poller* poller = nullptr;
   DaemonMetrics* metrics = nullptr;
   const TokenStore* tokens = nullptr;  // null: no apiTokensFile, writes are refused
+  // The release runner and the runtime (api_runs.h, api_resources.h); null
+  // when not running, and their routes answer 503.
+  FlowRuns* runs = nullptr;
+  runtime::BuildRunner* builds = nullptr;
+  runtime::JobRunner* jobs = nullptr;
+  runtime::ServiceManager* services = nullptr;
+  runtime::Addons* addons = nullptr;
 };
 
 class ApiServer {

@@ -12,6 +12,13 @@ namespace gitopsd::daemon {
 json::Value Str(std::string s) { return json::Value::String(std::move(s)); }
 json::Value Int(int64_t n) { return json::Value::NumberText(std::to_string(n)); }
 json::Value StrOrNull(const std::string& s) { return s.empty() ? json::Value::Null() : Str(s); }
+json::Value Bool(bool b) { return json::Value::Bool(b); }
+
+Response MethodNotAllowed(const std::string& method, const std::string& allow) {
+  Response r = ErrorResponse(405, "method_not_allowed", method + " is not allowed here; use " + allow);
+  r.headers.emplace_back("Allow", allow);
+  return r;
+}
 
 Response Json(int status, const json::Value& v) {
   Response r;

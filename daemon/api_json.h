@@ -4,6 +4,7 @@
 // api.cc turns Poco's objects into these and back.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -28,22 +29,33 @@ struct Request {
   std::string body;
 };
 
+// Writes one piece of a streamed body and flushes it to the client; false
+// once the client is gone (or the server is stopping): stop writing then.
+using StreamWriter = std::function<bool(std::string_view)>;
+
 struct Response {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
+  // When set, the body is sent chunked, piece by piece, by this function
+  // (on the request's thread, for as long as it likes) instead of `body`.
+  std::function<void(const StreamWriter&)> stream;
 };
 
 json::Value Str(std::string s);
 json::Value Int(int64_t n);
 json::Value StrOrNull(const std::string& s);
+json::Value Bool(bool b);
 
 Response Json(int status, const json::Value& v);
 Response ErrorResponse(int status, std::string code, std::string message);
 // An error with a "details" array next to code and message.
 Response ErrorResponse(int status, std::string code, std::string message,
                        std::vector<json::Value> details);
+
+// 405 with an Allow header.
+Response MethodNotAllowed(const std::string& method, const std::string& allow);
 
 // "2024-05-01T12:00:00.000Z"; "" for 0.
 std::string IsoTime(int64_t unix_ms);

@@ -20,8 +20,9 @@ milliseconds NextPollDelay(milliseconds interval, int64_t consecutive_failures) 
   return std::min(delay, cap);
 }
 
-Poller::Poller(store::Store& store, DaemonMetrics& metrics, std::vector<PollTarget> targets)
-    : store_(store), metrics_(metrics) {
+Poller::Poller(store::Store& store, DaemonMetrics& metrics, std::vector<PollTarget> targets,
+               SyncListener* listener)
+    : store_(store), metrics_(metrics), listener_(listener) {
   for (auto& t : targets) {
     auto w = std::make_unique<Worker>();
     metrics_.RegisterRepository(t.name);
@@ -147,6 +148,13 @@ void Poller::Run(Worker& w) {
         spdlog::warn("{}: fetch failed ({} in a row), next attempt in {} ms: {}", w.target.name,
                      failures, delay.count(), outcome.error);
       }
+      // Before RequestSync is answered, so that whoever asked for the sync
+      // sees the runs it caused.
+      if (outcome.ok && (outcome.report.changed() || !w.synced_once) && listener_) {
+        listener_->ObjectsChanged(w.target.name,
+                                  w.synced_once ? &outcome.report.changed_objects : nullptr);
+      }
+      if (outcome.ok) w.synced_once = true;
       // Answer RequestSync before the write-back runs: it asked for a sync.
       lock.lock();
       w.served = serving;
@@ -181,6 +189,9 @@ void Poller::WriteBackOnce(Worker& w, WriteBackState& state) {
   auto result = w.target.writeback->Run();
   const std::string error = result ? result->error : result.error().message;
   if (result) {
+    if (result->edits_pushed > 0 && listener_) {
+      listener_->ObjectsChanged(name, &result->changed_objects);
+    }
     metrics_.RecordWriteBack(name, result->edits_pushed, result->conflicts);
     for (const auto& detail : result->conflict_details) spdlog::warn("{}: {}", name, detail);
     if (result->edits_pushed > 0 || result->conflicts > 0 || !result->commit.empty()) {

@@ -14,6 +14,11 @@
 // ("path:line:col: error: message [rule] (commit abc1234)"), and updates
 // the metrics. A failing fetch backs off (see NextPollDelay). The daemon is
 // ready once every repository finished its first attempt, good or bad.
+//
+// A SyncListener hears, on the repository's thread, when the objects of a
+// repository may have changed: after a sync that applied a new commit,
+// after the first good sync of this process (what a crash may have left
+// unheard), and after a write-back that pushed edits.
 #pragma once
 #include <chrono>
 #include <condition_variable>
@@ -35,6 +40,16 @@ class Store;
 namespace gitopsd::daemon {
 
 class DaemonMetrics;
+
+class SyncListener {
+ public:
+  virtual ~SyncListener() = default;
+  // Called on the repository's thread; the next sync waits for it.
+  // `changed` lists the (kind, name) of the objects that changed, or is
+  // nullptr when that is not known (the first sync of the process).
+  virtual void ObjectsChanged(const std::string& repository,
+                              const std::vector<std::pair<std::string, std::string>>* changed) = 0;
+};
 
 struct PollTarget {
   std::string name;
@@ -63,7 +78,9 @@ std::chrono::milliseconds NextPollDelay(std::chrono::milliseconds interval,
 
 class Poller {
  public:
-  Poller(store::Store& store, DaemonMetrics& metrics, std::vector<PollTarget> targets);
+  // `listener` may be null; it must outlive the poller.
+  Poller(store::Store& store, DaemonMetrics& metrics, std::vector<PollTarget> targets,
+         SyncListener* listener = nullptr);
   ~Poller();  // Stop()
   Poller(const Poller&) = delete;
   Poller& operator=(const Poller&) = delete;
@@ -117,6 +134,7 @@ class Poller {
     bool stopping = false;
     bool first_done = false;
     bool exited = false;  // Run() returned
+    bool synced_once = false;  // a good sync happened in this process (worker thread only)
     SyncOutcome last;
   };
 
@@ -137,6 +155,7 @@ class Poller {
 
   store::Store& store_;
   DaemonMetrics& metrics_;
+  SyncListener* listener_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::mutex counts_mu_;  // one count at a time, so a stale one never lands last
   bool started_ = false;

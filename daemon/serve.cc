@@ -8,14 +8,25 @@
 #include <cstdio>
 #include <cstring>
 #include <cstdlib>
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <map>
 
 #include "daemon/api.h"
+#include "daemon/flow_runs.h"
 #include "daemon/logging.h"
 #include "daemon/metrics.h"
+#include "daemon/mirrors.h"
 #include "daemon/notify.h"
 #include "daemon/poller.h"
+#include "daemon/runner/engine.h"
+#include "daemon/runner/executor.h"
+#include "daemon/runtime/addons.h"
+#include "daemon/runtime/builds.h"
+#include "daemon/runtime/jobs.h"
+#include "daemon/runtime/resources.h"
+#include "daemon/runtime/services.h"
 #include "daemon/tokens.h"
 #include "sync/model.h"
 #include "sync/reconcile.h"
@@ -93,8 +104,34 @@ void ApplyEnvironment(ApiOptions* options) {
   duration("GITOPSD_WRITEBACK_WAIT", &options->writeback_wait);
 }
 
+// The runner's polling of waiting nodes (tests make it quick).
+void ApplyEnvironment(runner::EngineOptions* options) {
+  const char* text = std::getenv("GITOPSD_RUNNER_POLL");
+  if (!text || !*text) return;
+  if (auto d = ParseDuration(text)) {
+    options->poll_initial = *d;
+    options->poll_max = std::max(*d, std::chrono::milliseconds(1000));
+    spdlog::info("GITOPSD_RUNNER_POLL={} (from the environment)", text);
+  } else {
+    spdlog::warn("GITOPSD_RUNNER_POLL={}: not a duration (e.g. 100ms); ignored", text);
+  }
+}
+
 // How long shutdown waits for syncs in progress.
 constexpr std::chrono::seconds kSyncGrace{10};
+
+// After a sync: autorun the Templates that changed.
+class AutorunListener final : public SyncListener {
+ public:
+  explicit AutorunListener(FlowRuns& runs) : runs_(runs) {}
+  void ObjectsChanged(const std::string& repository,
+                      const FlowRuns::ChangedObjects* changed) override {
+    runs_.Autorun(repository, changed);
+  }
+
+ private:
+  FlowRuns& runs_;
+};
 
 // Everything the running daemon owns, destroyed in reverse order.
 class Daemon {
@@ -142,12 +179,19 @@ class Daemon {
     if (config.repositories.empty()) {
       spdlog::warn("no repositories configured: there is nothing to sync");
     }
-    poller_ = std::make_unique<Poller>(*store_, metrics_, std::move(targets));
+    if (auto s = OpenRuntime(config); !s) return Fatal(s.error().message);
+    autorun_ = std::make_unique<AutorunListener>(*runs_);
+    poller_ = std::make_unique<Poller>(*store_, metrics_, std::move(targets), autorun_.get());
 
     ApiOptions api_options;
     api_options.listen = config.listen;
     ApplyEnvironment(&api_options);
     ApiDeps deps{store_.get(), poller_.get(), &metrics_, tokens_.get()};
+    deps.runs = runs_.get();
+    deps.builds = builds_.get();
+    deps.jobs = jobs_.get();
+    deps.services = services_.get();
+    deps.addons = addons_.get();
     auto api = ApiServer::Start(api_options, deps);
     if (!api) return Fatal(api.error().message);
     api_ = std::move(*api);
@@ -168,6 +212,7 @@ class Daemon {
       spdlog::shutdown();
       std::_Exit(kExitOk);
     }
+    StopRuntime();
     spdlog::info("stopped");
     return kExitOk;
   }
@@ -176,6 +221,80 @@ class Daemon {
   static int Fatal(const std::string& message, int code = kExitRuntime) {
     PrintFatal(message);
     return code;
+  }
+
+  // The runtime rooms, the executor over them, the runner over the
+  // executor, and the starter of runs. Each room keeps its own tables in
+  // <stateDir>/state.db and recovers what a previous daemon left: services
+  // still running are re-adopted, runs that were running resume.
+  Status OpenRuntime(const Config& config) {
+    const std::string& dir = config.state_dir;
+    auto builds = runtime::ProcessBuildRunner::Open(dir);
+    if (!builds) return Fail("builds: " + builds.error().message);
+    builds_ = std::move(*builds);
+    auto jobs = runtime::ProcessJobRunner::Open(dir);
+    if (!jobs) return Fail("jobs: " + jobs.error().message);
+    jobs_ = std::move(*jobs);
+    runtime::ProcessServiceOptions service_options;
+    service_options.port_min = config.port_range_first;
+    service_options.port_max = config.port_range_last;
+    auto services = runtime::ProcessServiceManager::Open(dir, service_options);
+    if (!services) return Fail("services: " + services.error().message);
+    services_ = std::move(*services);
+    // The configuration has no PostgreSQL server yet: sqlite addons only.
+    auto addons = runtime::LocalAddons::Open(runtime::LocalAddonsOptions{dir, std::nullopt});
+    if (!addons) return Fail("addons: " + addons.error().message);
+    addons_ = std::move(*addons);
+    auto resources = runtime::ResourceRegistry::Open(dir);
+    if (!resources) return Fail("resources: " + resources.error().message);
+    resources_ = std::move(*resources);
+
+    std::map<std::string, sync::RepositoryConfig> repos;
+    for (const auto& r : config.repositories) repos.emplace(r.name, ToRepositoryConfig(r, config));
+    mirrors_ = std::make_unique<Mirrors>(std::move(repos), *store_);
+    const Mirrors* mirrors = mirrors_.get();
+    runner::RuntimeDeps deps;
+    deps.builds = builds_.get();
+    deps.jobs = jobs_.get();
+    deps.services = services_.get();
+    deps.addons = addons_.get();
+    deps.resources = resources_.get();
+    deps.open_mirror = [mirrors](const std::string& repo) { return mirrors->Open(repo); };
+    deps.head_of = [mirrors](const std::string& repo, const std::string& branch) {
+      return mirrors->HeadOf(repo, branch);
+    };
+    executor_ = runner::MakeRuntimeExecutor(std::move(deps));
+
+    runner::EngineOptions engine_options;
+    engine_options.state_db = (fs::path(dir) / "state.db").string();
+    ApplyEnvironment(&engine_options);
+    auto engine = runner::Engine::Open(engine_options, executor_.get());
+    if (!engine) return Fail("release runner: " + engine.error().message);
+    engine_ = std::move(*engine);
+    runs_ = std::make_unique<FlowRuns>(
+        *store_, *engine_,
+        [mirrors](const std::string& repo, const std::string& branch) {
+          return mirrors->HeadOf(repo, branch);
+        },
+        mirrors_->Branches());
+    spdlog::info("runtime: processes on this host, service ports {}-{}, sqlite addons",
+                 config.port_range_first, config.port_range_last);
+    return Ok();
+  }
+
+  // The runner first (its threads stop without changing any run's state;
+  // the next start resumes them), then what it drives. Services keep
+  // running: the next daemon re-adopts them.
+  void StopRuntime() {
+    runs_.reset();
+    engine_.reset();
+    executor_.reset();
+    resources_.reset();
+    addons_.reset();
+    services_.reset();
+    jobs_.reset();
+    builds_.reset();
+    spdlog::info("runner stopped; services keep running and are re-adopted at the next start");
   }
 
   static int WaitForTermination() {
@@ -192,6 +311,16 @@ class Daemon {
   DaemonMetrics metrics_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<TokenStore> tokens_;
+  std::unique_ptr<Mirrors> mirrors_;
+  std::unique_ptr<runtime::ProcessBuildRunner> builds_;
+  std::unique_ptr<runtime::ProcessJobRunner> jobs_;
+  std::unique_ptr<runtime::ProcessServiceManager> services_;
+  std::unique_ptr<runtime::LocalAddons> addons_;
+  std::unique_ptr<runtime::ResourceRegistry> resources_;
+  std::unique_ptr<runner::NodeExecutor> executor_;
+  std::unique_ptr<runner::Engine> engine_;
+  std::unique_ptr<FlowRuns> runs_;
+  std::unique_ptr<AutorunListener> autorun_;
   std::unique_ptr<Poller> poller_;
   std::unique_ptr<ApiServer> api_;
 };

@@ -253,7 +253,10 @@ class ApplyStep {
                                file.blob_id, commit_, 0, 0};
     auto changed = tx_.PutObject(object);
     if (!changed) return std::unexpected(changed.error());
-    if (*changed) ++(*existing ? report_.updated : report_.added);
+    if (*changed) {
+      ++(*existing ? report_.updated : report_.added);
+      report_.changed_objects.push_back(id);
+    }
     return Ok();
   }
 

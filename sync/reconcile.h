@@ -13,6 +13,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "sync/diagnostic.h"
 #include "sync/git.h"
@@ -43,6 +45,8 @@ struct SyncReport {
   int files_changed = 0;    // .json files the tree diff touched
   int files_failed = 0;     // of those, how many are in error now
   Diagnostics errors;       // problems found by this sync
+  // (kind, name) of the objects added or updated by this sync.
+  std::vector<std::pair<std::string, std::string>> changed_objects;
   bool own_commit = false;  // to_commit is a write-back commit of gitopsd's
   int64_t fetch_us = 0;
   int64_t apply_us = 0;

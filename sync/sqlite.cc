@@ -70,16 +70,14 @@ Result<Statement> Database::Prepare(std::string_view sql) {
   return Statement(stmt, db_);
 }
 
-Result<Statement*> Database::Cached(const std::string& sql) {
+Result<CachedStatement> Database::Cached(const std::string& sql) {
   auto it = cache_.find(sql);
   if (it == cache_.end()) {
     auto st = Prepare(sql);
     if (!st) return std::unexpected(st.error());
     it = cache_.emplace(sql, std::make_unique<Statement>(std::move(*st))).first;
-  } else {
-    it->second->Reset();
   }
-  return it->second.get();
+  return CachedStatement(it->second.get());
 }
 
 int64_t Database::LastInsertRowId() const { return sqlite3_last_insert_rowid(db_); }

@@ -19,6 +19,7 @@ struct sqlite3_stmt;
 namespace gitopsd::sqlite {
 
 class Statement;
+class CachedStatement;
 
 class Database {
  public:
@@ -33,10 +34,12 @@ class Database {
 
   Status Exec(std::string_view sql);  // one or more statements, no results
   Result<Statement> Prepare(std::string_view sql);
-  // A statement prepared once per connection and reused: reset, bindings
-  // cleared. The pointer stays valid for the connection's lifetime; not for
+  // A statement prepared once per connection and reused. The lease resets it
+  // when it goes out of scope: a statement left on a row would keep a read
+  // snapshot open, and other connections' writes would then make this
+  // connection's next BEGIN IMMEDIATE fail with SQLITE_BUSY. Not for
   // concurrent use (callers serialise access to the connection).
-  Result<Statement*> Cached(const std::string& sql);
+  Result<CachedStatement> Cached(const std::string& sql);
   int64_t LastInsertRowId() const;
   int Changes() const;
   std::string LastError() const;
@@ -79,6 +82,27 @@ class Statement {
   Statement(sqlite3_stmt* stmt, sqlite3* db) : stmt_(stmt), db_(db) {}
   sqlite3_stmt* stmt_ = nullptr;
   sqlite3* db_ = nullptr;
+};
+
+// A borrowed cached statement; resets it (and clears its bindings) on
+// destruction. Move-only.
+class CachedStatement {
+ public:
+  explicit CachedStatement(Statement* statement) : statement_(statement) {}
+  CachedStatement(CachedStatement&& o) noexcept : statement_(o.statement_) {
+    o.statement_ = nullptr;
+  }
+  CachedStatement& operator=(CachedStatement&&) = delete;
+  CachedStatement(const CachedStatement&) = delete;
+  CachedStatement& operator=(const CachedStatement&) = delete;
+  ~CachedStatement() {
+    if (statement_) statement_->Reset();
+  }
+  Statement* operator->() const { return statement_; }
+  Statement& operator*() const { return *statement_; }
+
+ private:
+  Statement* statement_;
 };
 
 // BEGIN IMMEDIATE ... COMMIT, rolled back on destruction unless committed.

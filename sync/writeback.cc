@@ -528,7 +528,10 @@ Result<WriteBackReport> WriteBack::Run() {
       }
       return Ok();
     }));
-    if (!landed.empty()) TRY(reconciler_.Refresh(landed, head));
+    if (!landed.empty()) {
+      TRY(reconciler_.Refresh(landed, head));
+      report.changed_objects.insert(report.changed_objects.end(), landed.begin(), landed.end());
+    }
     if (pending.empty()) return report;
 
     std::vector<ObjectChange> changes = GroupByObject(pending);
@@ -583,7 +586,10 @@ Result<WriteBackReport> WriteBack::Run() {
     report.edits_pushed += static_cast<int>(in_commit.size());
     auto applied = reconciler_.Apply(commit);
     if (!applied) return std::unexpected(applied.error());
-    for (const auto& e : in_commit) refresh.emplace_back(e.kind, e.name);
+    for (const auto& e : in_commit) {
+      refresh.emplace_back(e.kind, e.name);
+      report.changed_objects.emplace_back(e.kind, e.name);
+    }
     TRY(reconciler_.Refresh(refresh, commit));
     return report;
   }

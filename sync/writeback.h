@@ -80,6 +80,8 @@ struct WriteBackReport {
   int edits_pushed = 0;
   int conflicts = 0;        // new conflicts recorded
   std::vector<std::string> conflict_details;  // one sentence per new conflict, for the log
+  // (kind, name) of the objects whose edits were pushed.
+  std::vector<std::pair<std::string, std::string>> changed_objects;
   int rounds = 0;           // push attempts
   std::string error;        // why the pending edits are still pending
   std::string Summary() const;

@@ -6,7 +6,9 @@
 #include <Poco/StreamCopier.h>
 #include <Poco/URI.h>
 
+#include <algorithm>
 #include <cctype>
+#include <cstdio>
 
 #include "sync/json.h"
 
@@ -78,6 +80,40 @@ Result<Reply> Client::Send(const std::string& method, const std::string& path,
   }
 }
 
+Result<Reply> Client::Stream(const std::string& path,
+                             const std::function<void(std::string_view)>& on_data) const {
+  try {
+    Poco::Net::HTTPClientSession session(host_, port_);
+    // A followed run may be quiet for a long time between two lines.
+    session.setTimeout(Poco::Timespan(24 * 3600, 0));
+    Poco::Net::HTTPRequest request("GET", prefix_ + path, Poco::Net::HTTPMessage::HTTP_1_1);
+    request.set("User-Agent", "gitopsctl");
+    if (!token_.empty()) request.set("Authorization", "Bearer " + token_);
+    session.sendRequest(request);
+    Poco::Net::HTTPResponse response;
+    std::istream& in = session.receiveResponse(response);
+    Reply reply;
+    reply.status = static_cast<int>(response.getStatus());
+    if (!reply.ok()) {
+      Poco::StreamCopier::copyToString(in, reply.body);
+      return reply;
+    }
+    // get() waits for the next piece; in_avail() is what else arrived with it.
+    char buf[8192];
+    for (int c = in.get(); c != EOF; c = in.get()) {
+      buf[0] = static_cast<char>(c);
+      const std::streamsize more =
+          std::min<std::streamsize>(in.rdbuf()->in_avail(), sizeof buf - 1);
+      if (more > 0) in.read(buf + 1, more);
+      on_data(std::string_view(buf, static_cast<size_t>(1 + (more > 0 ? in.gcount() : 0))));
+    }
+    return reply;
+  } catch (const Poco::Exception& e) {
+    return Fail("cannot reach gitopsd at " + server_ + ": " + e.displayText() +
+                " (is it running? set --server or $GITOPSD_SERVER)");
+  }
+}
+
 std::string Client::ErrorMessage(const Reply& reply) {
   std::string out;
   if (auto doc = json::Parse(reply.body)) {
@@ -87,6 +123,10 @@ std::string Client::ErrorMessage(const Reply& reply) {
       if (details && details->is_array()) {
         std::string lines;
         for (const auto& d : details->items()) {
+          if (d.is_string()) {
+            lines += "\n" + d.as_string();
+            continue;
+          }
           const json::Value* path = d.Find("path");
           const json::Value* line = d.Find("line");
           const json::Value* col = d.Find("column");
@@ -98,7 +138,11 @@ std::string Client::ErrorMessage(const Reply& reply) {
                    ": error: " + (msg && msg->is_string() ? msg->as_string() : std::string()) +
                    (rule && rule->is_string() ? " [" + rule->as_string() + "]" : "");
         }
-        if (!lines.empty()) out = "the server refused the object:" + lines;
+        if (!lines.empty() && details->items().front().is_string()) {
+          out += ":" + lines;
+        } else if (!lines.empty()) {
+          out = "the server refused the object:" + lines;
+        }
       }
     }
   }

@@ -4,8 +4,10 @@
 // a reply like any other and ErrorMessage() reads the server's message.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "sync/status.h"
@@ -33,10 +35,17 @@ class Client {
                      const std::map<std::string, std::string>& headers = {}) const;
   Result<Reply> Get(const std::string& path) const { return Send("GET", path); }
 
+  // GET of a streamed answer (logs --follow): a 2xx body goes to `on_data`
+  // piece by piece as it arrives, for as long as the server sends (the
+  // reply's body stays empty); any other answer is returned whole.
+  Result<Reply> Stream(const std::string& path,
+                       const std::function<void(std::string_view)>& on_data) const;
+
   const std::string& server() const { return server_; }
 
   // The server's {"error": {"message"}} (plus "path:line:col: error: ..."
-  // lines from its details), else the status line and body.
+  // lines from its details, or the details themselves when they are
+  // lines of text), else the status line and body.
   static std::string ErrorMessage(const Reply& reply);
 
  private:

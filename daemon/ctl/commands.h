@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace gitopsd::ctl {
 
@@ -20,8 +21,28 @@ struct Globals {
 };
 
 int RunStatus(const Globals& g);
-// Lists the objects of a kind (name empty) or prints one object's JSON.
+// Lists the objects of a kind (name empty) or prints one object's JSON;
+// "run ID" prints a run's node tree, "runs" lists runs, and services, jobs,
+// addons, builds and backups list the runtime's resources.
 int RunGet(const Globals& g, const std::string& kind, const std::string& name);
+
+// ---- runs (run_commands.cc)
+
+struct StartRunOptions {
+  std::string flow;
+  std::vector<std::string> args;  // "K=V"
+  bool template_flow = false;     // a Template instead of a release flow
+  bool wait = false;              // until it concludes; exit 1 unless it succeeded
+};
+int RunStartRun(const Globals& g, const StartRunOptions& options);
+int RunListRuns(const Globals& g, const std::string& flow);
+int RunGetRun(const Globals& g, const std::string& id);
+int RunLogs(const Globals& g, const std::string& id, bool follow);
+int RunRollback(const Globals& g, const std::string& id, bool restore_backup);
+// action: "cancel" or "approve".
+int RunAct(const Globals& g, const std::string& id, const std::string& action);
+// what: services, jobs, addons, builds or backups.
+int RunGetResources(const Globals& g, const std::string& what);
 
 struct ApplyOptions {
   std::string file;

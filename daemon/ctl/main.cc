@@ -10,11 +10,12 @@ namespace {
 
 constexpr const char* kDescription =
     "gitopsctl talks to a running gitopsd: sync status, objects, edits written back to Git,\n"
-    "conflicts, and API tokens.";
+    "conflicts, runs of release flows and templates, the runtime's resources, and API tokens.";
 
 constexpr const char* kFooter = R"(The server is --server, else $GITOPSD_SERVER, else http://127.0.0.1:7780.
 The token is --token, else the file --token-file, else $GITOPSD_TOKEN (writes need one).
-KIND is templates, release-flows or previews (or Template, ReleaseFlow, PreviewTemplate).
+KIND is templates, release-flows or previews (or Template, ReleaseFlow, PreviewTemplate);
+get also takes "run ID", runs, services, jobs, addons, builds and backups.
 Exit codes: 0 ok, 1 refused by the server or by validation, 2 usage error.
 Examples:
   gitopsctl status
@@ -23,6 +24,10 @@ Examples:
   gitopsctl apply -f .gitops/release-flows/production.json
   EDITOR=nano gitopsctl edit release-flows production
   gitopsctl conflicts resolve 3 --take git
+  gitopsctl run production --arg NOTIFY_URL=http://127.0.0.1:9/hook --wait
+  gitopsctl logs 12 --follow
+  gitopsctl rollback 12 --restore-backup
+  gitopsctl get services
   gitopsctl token create ci --role write)";
 
 int Main(int argc, char** argv) {
@@ -42,9 +47,45 @@ int Main(int argc, char** argv) {
                                               "write-backs, errors, conflicts");
 
   std::string kind, name;
-  auto* get = app.add_subcommand("get", "List the objects of a kind, or print one object");
-  get->add_option("KIND", kind, "templates, release-flows or previews")->required();
-  get->add_option("NAME", name, "The object to print as JSON");
+  auto* get = app.add_subcommand(
+      "get", "List the objects of a kind, print one object, a run's node tree, or the runtime's "
+             "resources");
+  get->add_option("KIND", kind,
+                  "templates, release-flows, previews, run, runs, services, jobs, addons, builds "
+                  "or backups")
+      ->required();
+  get->add_option("NAME", name, "The object to print as JSON (for run: the run's id)");
+
+  StartRunOptions run_options;
+  auto* run = app.add_subcommand("run", "Start a run of a release flow (or of a template)");
+  run->add_option("FLOW", run_options.flow, "The release flow's name (a template's with --template)")
+      ->required();
+  run->add_option("--arg", run_options.args, "An argument as NAME=VALUE (repeatable)");
+  run->add_flag("--template", run_options.template_flow, "FLOW is a template");
+  run->add_flag("--wait", run_options.wait,
+                "Wait until the run concludes; exit 1 unless it succeeded");
+
+  std::string flow;
+  auto* runs = app.add_subcommand("runs", "List runs, newest first");
+  runs->add_option("--flow", flow, "Only the runs of this flow");
+
+  std::string run_id;
+  bool follow = false;
+  auto* logs = app.add_subcommand("logs", "Print a run's logs, node by node");
+  logs->add_option("RUN", run_id, "The run's id")->required();
+  logs->add_flag("-f,--follow", follow, "Keep printing until the run concludes");
+
+  bool restore_backup = false;
+  auto* rollback = app.add_subcommand(
+      "rollback", "Redeploy the builds a concluded run released (a new run of kind rollback)");
+  rollback->add_option("RUN", run_id, "The run to roll back to")->required();
+  rollback->add_flag("--restore-backup", restore_backup,
+                     "Also restore the backups the run took, before redeploying");
+
+  auto* cancel = app.add_subcommand("cancel", "Cancel a run");
+  cancel->add_option("RUN", run_id, "The run's id")->required();
+  auto* approve = app.add_subcommand("approve", "Approve the run's nodes waiting for approval");
+  approve->add_option("RUN", run_id, "The run's id")->required();
 
   ApplyOptions apply_options;
   auto* apply = app.add_subcommand(
@@ -101,6 +142,12 @@ int Main(int argc, char** argv) {
 
   if (status->parsed()) return RunStatus(g);
   if (get->parsed()) return RunGet(g, kind, name);
+  if (run->parsed()) return RunStartRun(g, run_options);
+  if (runs->parsed()) return RunListRuns(g, flow);
+  if (logs->parsed()) return RunLogs(g, run_id, follow);
+  if (rollback->parsed()) return RunRollback(g, run_id, restore_backup);
+  if (cancel->parsed()) return RunAct(g, run_id, "cancel");
+  if (approve->parsed()) return RunAct(g, run_id, "approve");
   if (apply->parsed()) return RunApply(g, apply_options);
   if (edit->parsed()) return RunEdit(g, kind, name);
   if (del->parsed()) return RunDelete(g, kind, name);

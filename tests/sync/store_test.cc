@@ -124,5 +124,27 @@ TEST_F(StoreTest, FilesAreFoundByIdentityAndErrorsByRepository) {
   EXPECT_TRUE(store->ListErrors()->empty());
 }
 
+TEST_F(StoreTest, ReadsLeaveNoSnapshotThatBlocksWritesAfterOtherConnectionsWrite) {
+  auto store = OpenOrDie();
+  ASSERT_TRUE(store->Apply([](Tx& tx) -> Status {
+    if (auto r = tx.PutObject(Obj("{}")); !r) return std::unexpected(r.error());
+    return Ok();
+  }));
+  ASSERT_TRUE(store->GetObject("Template", "shop").value_or(std::nullopt).has_value());
+  // Another room of the daemon writes through its own connection...
+  sqlite3* other = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &other), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(other, "CREATE TABLE other_room (x); INSERT INTO other_room VALUES (1)",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(other);
+  // ...and the store can still begin a write transaction.
+  auto s = store->Apply([](Tx& tx) -> Status {
+    if (auto r = tx.PutObject(Obj("{\"a\":1}")); !r) return std::unexpected(r.error());
+    return Ok();
+  });
+  EXPECT_TRUE(s.has_value()) << s.error().message;
+}
+
 }  // namespace
 }  // namespace gitopsd::store

@@ -1,0 +1,39 @@
+// What gitopsctl's commands share: reaching the server from the global
+// flags, sending a request and reporting failures, reading the JSON answer,
+// and printing tables. Messages go to stderr as "gitopsctl: ...".
+#pragma once
+#include <cstddef>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "daemon/ctl/client.h"
+#include "daemon/ctl/commands.h"
+#include "sync/json.h"
+
+namespace gitopsd::ctl {
+
+// Prints the message; returns `code`.
+int Complain(const std::string& message, int code = kExitFailed);
+std::string Env(const char* name);
+std::string Trimmed(std::string s);
+std::optional<std::string> ReadFile(const std::string& path);
+
+// The client for the global flags, or nullopt after complaining (*code set).
+std::optional<Client> Connect(const Globals& g, int* code);
+// Sends; reports transport failures and error statuses (nullopt, *code set).
+std::optional<Reply> Call(const Client& client, const std::string& method, const std::string& path,
+                          int* code, const std::string& body = "",
+                          const std::map<std::string, std::string>& headers = {});
+std::optional<json::Value> ParseReply(const Reply& reply, int* code);
+
+// A member as text: strings as they are, numbers as spelled, null as "-".
+std::string Text(const json::Value& v, std::string_view key);
+size_t Count(const json::Value& v, std::string_view key);
+std::string Short(const std::string& commit);  // 7 characters
+// Columns padded to their widest cell; the first row is the header.
+void PrintTable(const std::vector<std::vector<std::string>>& rows);
+
+}  // namespace gitopsd::ctl

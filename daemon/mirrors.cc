@@ -1,0 +1,50 @@
+#include "daemon/mirrors.h"
+
+#include "sync/git.h"
+#include "sync/store.h"
+
+namespace gitopsd::daemon {
+
+Result<std::unique_ptr<git::Repository>> Mirrors::Open(const std::string& name) const {
+  auto it = repos_.find(name);
+  if (it == repos_.end()) return Fail(UnknownRepository(name));
+  auto repo = git::Repository::OpenOrInit(it->second.mirror_dir, it->second.url);
+  if (!repo) return std::unexpected(repo.error());
+  return std::make_unique<git::Repository>(std::move(*repo));
+}
+
+Result<std::string> Mirrors::HeadOf(const std::string& name, const std::string& branch) const {
+  auto it = repos_.find(name);
+  if (it == repos_.end()) return Fail(UnknownRepository(name));
+  if (branch.empty() || branch == it->second.branch) {
+    auto state = store_.GetRepository(name);
+    if (!state) return std::unexpected(state.error());
+    if (!*state || (*state)->fetched_commit.empty()) {
+      return Fail("repository \"" + name + "\" has not been fetched yet");
+    }
+    return (*state)->fetched_commit;
+  }
+  auto repo = Open(name);
+  if (!repo) return std::unexpected(repo.error());
+  auto head = (*repo)->FetchedHead(branch);
+  if (!head) {
+    return Fail("repository \"" + name + "\" syncs branch " + it->second.branch + "; branch " +
+                branch + " has not been fetched: " + head.error().message);
+  }
+  return *head;
+}
+
+std::map<std::string, std::string> Mirrors::Branches() const {
+  std::map<std::string, std::string> out;
+  for (const auto& [name, r] : repos_) out.emplace(name, r.branch);
+  return out;
+}
+
+std::string Mirrors::UnknownRepository(const std::string& name) const {
+  std::string known;
+  for (const auto& [n, r] : repos_) known += (known.empty() ? "" : ", ") + n;
+  return "no repository named \"" + name + "\" is configured (configured: " +
+         (known.empty() ? std::string("none") : known) + ")";
+}
+
+}  // namespace gitopsd::daemon

@@ -1,0 +1,46 @@
+// The configured repositories' bare mirrors as the release runner needs
+// them: a fresh libgit2 handle per call (handles are not shared across
+// threads; the sync thread keeps its own), and the fetched head of a
+// branch. Thread-safe.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+
+#include "sync/reconcile.h"
+#include "sync/status.h"
+
+namespace gitopsd::git {
+class Repository;
+}
+namespace gitopsd::store {
+class Store;
+}
+
+namespace gitopsd::daemon {
+
+class Mirrors {
+ public:
+  // `repos`: configured repository name -> its sync configuration.
+  Mirrors(std::map<std::string, sync::RepositoryConfig> repos, store::Store& store)
+      : repos_(std::move(repos)), store_(store) {}
+
+  // Opens the mirror of a configured repository; an unknown name is an
+  // error that lists the configured ones.
+  Result<std::unique_ptr<git::Repository>> Open(const std::string& name) const;
+
+  // The fetched head of `branch` ("" = the synced branch): from the store
+  // for the synced branch, else from the mirror's remote-tracking ref.
+  Result<std::string> HeadOf(const std::string& name, const std::string& branch) const;
+
+  // Configured repository -> its synced branch.
+  std::map<std::string, std::string> Branches() const;
+
+ private:
+  std::string UnknownRepository(const std::string& name) const;
+
+  std::map<std::string, sync::RepositoryConfig> repos_;
+  store::Store& store_;
+};
+
+}  // namespace gitopsd::daemon
