@@ -1,5 +1,7 @@
 #include "daemon/config.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
@@ -166,6 +168,9 @@ class ConfigReader {
                   "config:port-range");
         }
       }
+      if (const auto* pg = rt->Find("postgres"); pg && pg->is_object()) {
+        c.postgres = ReadPostgres(*pg);
+      }
     }
     if (const auto* log = root.Find("log"); log && log->is_object()) {
       if (const auto* v = String(*log, "level")) c.log_level = *v;
@@ -200,16 +205,65 @@ class ConfigReader {
     if (const auto* v = String(auth, "knownHostsFile")) s.known_hosts_file = Absolute(base_, *v);
     if (const auto* v = String(auth, "caFile")) s.ca_file = Absolute(base_, *v);
     if (const auto* v = auth.Find("passwordFile"); v && v->is_string()) {
-      s.password_file = Absolute(base_, v->as_string());
-      auto content = ReadWholeFile(s.password_file);
-      if (!content) {
-        Problem(*v, "auth.passwordFile: cannot read " + s.password_file, "config:file");
-        return;
+      ReadSecretFile(*v, "auth.passwordFile", &s.password_file, &s.password);
+    }
+  }
+
+  PostgresSettings ReadPostgres(const json::Value& pg) {
+    PostgresSettings p;
+    if (const auto* v = String(pg, "host")) p.host = *v;
+    if (const auto* v = pg.Find("port"); v && v->is_number()) {
+      p.port = static_cast<int>(v->as_double());
+    }
+    if (const auto* v = String(pg, "user")) p.user = *v;
+    if (const auto* v = String(pg, "adminDatabase")) p.admin_database = *v;
+    if (const auto* v = pg.Find("passwordFile"); v && v->is_string()) {
+      ReadSecretFile(*v, "runtime.postgres.passwordFile", &p.password_file, &p.password);
+    }
+    if (const auto* v = pg.Find("binDir"); v && v->is_string()) {
+      p.bin_dir = Absolute(base_, v->as_string());
+      CheckClientTools(*v, p.bin_dir);
+    }
+    return p;
+  }
+
+  // The PostgreSQL client tools the addons run must be in binDir; saying so
+  // now beats a failed backup in the middle of a release.
+  void CheckClientTools(const json::Value& at, const std::string& dir) {
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) {
+      Problem(at, "runtime.postgres.binDir: " + dir + " is not a folder", "config:file");
+      return;
+    }
+    std::string missing;
+    for (const char* tool : {"psql", "pg_dump", "pg_restore"}) {
+      const fs::path program = fs::path(dir) / tool;
+      if (::access(program.c_str(), X_OK) != 0) {
+        missing += std::string(missing.empty() ? "" : ", ") + tool;
       }
-      s.password = std::move(*content);
-      while (!s.password.empty() && (s.password.back() == '\n' || s.password.back() == '\r')) {
-        s.password.pop_back();
-      }
+    }
+    if (!missing.empty()) {
+      Problem(at,
+              "runtime.postgres.binDir: " + dir + " has no runnable " + missing +
+                  " (give the bin folder of a PostgreSQL client, e.g. /usr/lib/postgresql/16/bin)",
+              "config:file");
+    }
+  }
+
+  // Reads the file `v` names into `secret` (trailing newlines trimmed) and
+  // its absolute path into `path`; a file that cannot be read is a problem
+  // naming `key` and the path, never the content.
+  void ReadSecretFile(const json::Value& v, const std::string& key, std::string* path,
+                      std::string* secret) {
+    *path = Absolute(base_, v.as_string());
+    auto content = ReadWholeFile(*path);
+    if (!content) {
+      Problem(v, key + ": cannot read " + *path, "config:file");
+      return;
+    }
+    *secret = std::move(*content);
+    while (!secret->empty() && (secret->back() == '\n' || secret->back() == '\r')) {
+      secret->pop_back();
     }
   }
 

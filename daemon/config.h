@@ -7,8 +7,9 @@
 //  - Load errors name the file, line and column and the key at fault.
 //  - Relative paths in the file resolve against the file's folder; the
 //    returned Config holds only absolute paths (and file:// for local repos).
-//  - Password files are read at load time; a missing one is a load error, and
-//    the password is kept only in memory.
+//  - Password files (a repository's auth.passwordFile, runtime.postgres's
+//    passwordFile) are read at load time; a missing one is a load error, and
+//    the password is kept only in memory and never logged.
 #pragma once
 #include <chrono>
 #include <cstddef>
@@ -57,6 +58,17 @@ struct RepositorySettings {
   std::string webhook_secret_file;
 };
 
+// runtime.postgres: the PostgreSQL server postgresql addons live on.
+struct PostgresSettings {
+  std::string host = "127.0.0.1";
+  int port = 5432;
+  std::string user = "postgres";
+  std::string password;  // read from passwordFile; "" = none; never logged
+  std::string password_file;
+  std::string admin_database = "postgres";
+  std::string bin_dir;  // absolute; "" = psql, pg_dump, pg_restore from PATH
+};
+
 struct Config {
   std::string source;  // the config file, or "command line" in quick mode
   std::string state_dir = "/var/lib/gitopsd";
@@ -66,6 +78,7 @@ struct Config {
   std::string runtime_kind = "process";
   int port_range_first = 20000;
   int port_range_last = 29999;
+  std::optional<PostgresSettings> postgres;  // unset: sqlite addons only
   std::string log_level = "info";
   // Things worth telling the operator once logging is up (defaults chosen
   // on their behalf, for instance).

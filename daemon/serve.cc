@@ -12,6 +12,8 @@
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <optional>
+#include <string>
 
 #include "daemon/api.h"
 #include "daemon/flow_runs.h"
@@ -73,6 +75,30 @@ sync::RepositoryConfig ToRepositoryConfig(const RepositorySettings& s, const Con
   r.limits.max_depth = s.max_depth;
   r.mirror_dir = (fs::path(c.state_dir) / "repos" / (s.name + ".git")).string();
   return r;
+}
+
+// runtime.postgres as the addons room wants it; nullopt: sqlite addons only.
+std::optional<runtime::PostgresServerSettings> ToPostgresServer(const Config& c) {
+  if (!c.postgres) return std::nullopt;
+  runtime::PostgresServerSettings p;
+  p.host = c.postgres->host;
+  p.port = c.postgres->port;
+  p.user = c.postgres->user;
+  p.password = c.postgres->password;
+  p.admin_database = c.postgres->admin_database;
+  p.bin_dir = c.postgres->bin_dir;
+  return p;
+}
+
+// For the log: where postgresql addons live and who connects, never the
+// password itself.
+std::string DescribeAddons(const Config& c) {
+  if (!c.postgres) return "sqlite addons (no runtime.postgres configured)";
+  const PostgresSettings& p = *c.postgres;
+  return "sqlite and postgresql addons (server " + p.user + "@" + p.host + ":" +
+         std::to_string(p.port) +
+         (p.password_file.empty() ? ", no password file" : ", password from " + p.password_file) +
+         ")";
 }
 
 sync::WriteBackConfig ToWriteBackConfig(const RepositorySettings& s) {
@@ -241,8 +267,8 @@ class Daemon {
     auto services = runtime::ProcessServiceManager::Open(dir, service_options);
     if (!services) return Fail("services: " + services.error().message);
     services_ = std::move(*services);
-    // The configuration has no PostgreSQL server yet: sqlite addons only.
-    auto addons = runtime::LocalAddons::Open(runtime::LocalAddonsOptions{dir, std::nullopt});
+    auto addons =
+        runtime::LocalAddons::Open(runtime::LocalAddonsOptions{dir, ToPostgresServer(config)});
     if (!addons) return Fail("addons: " + addons.error().message);
     addons_ = std::move(*addons);
     auto resources = runtime::ResourceRegistry::Open(dir);
@@ -277,8 +303,8 @@ class Daemon {
           return mirrors->HeadOf(repo, branch);
         },
         mirrors_->Branches());
-    spdlog::info("runtime: processes on this host, service ports {}-{}, sqlite addons",
-                 config.port_range_first, config.port_range_last);
+    spdlog::info("runtime: processes on this host, service ports {}-{}, {}", config.port_range_first,
+                 config.port_range_last, DescribeAddons(config));
     return Ok();
   }
 

@@ -573,9 +573,11 @@ NodeOutcome RuntimeExecutor::RecheckRelease(const NodeContext& ctx, const Execut
 // ---- jobs ----
 
 NodeOutcome RuntimeExecutor::JobRunOutcome(const NodeContext& ctx, const runtime::JobRun& run) {
+  // The output once, when the run has ended: a re-check of a job still
+  // running must not copy it into the node log again.
+  if (run.state == runtime::JobState::kRunning) return NodeOutcome::Waiting(JobRunData(run));
   std::string tail = runtime::ReadTail(run.log_path, 20);
   if (!tail.empty()) ctx.log("job " + run.job + " run " + std::to_string(run.id) + " output (last lines):\n" + tail);
-  if (run.state == runtime::JobState::kRunning) return NodeOutcome::Waiting(JobRunData(run));
   if (run.succeeded()) return NodeOutcome::Success(JobRunData(run));
   return NodeOutcome::Failure("job " + Quoted(run.job) + " run " + std::to_string(run.id) + " (" + run.build +
                               ") failed after " + std::to_string(run.attempts) + " attempt(s): " + run.error);

@@ -152,6 +152,75 @@ TEST_F(ConfigTest, AMissingPasswordFileIsNamed) {
   EXPECT_NE(c.error().message.find(dir_.Sub("nope.txt")), std::string::npos) << c.error().message;
 }
 
+TEST_F(ConfigTest, WithoutRuntimePostgresThereIsNoServer) {
+  auto c = Load(R"({"runtime": {"portRange": [30000, 30010]}})");
+  ASSERT_TRUE(c.has_value()) << c.error().message;
+  EXPECT_FALSE(c->postgres.has_value()) << "sqlite addons only";
+}
+
+TEST_F(ConfigTest, RuntimePostgresIsReadWithItsPasswordFile) {
+  ASSERT_TRUE(WriteTextFile(dir_.Sub("secrets/pg"), "pg-s3cret\n"));
+  ASSERT_TRUE(WriteTextFile(dir_.Sub("pgbin/psql"), "#!/bin/sh\n"));
+  ASSERT_TRUE(WriteTextFile(dir_.Sub("pgbin/pg_dump"), "#!/bin/sh\n"));
+  ASSERT_TRUE(WriteTextFile(dir_.Sub("pgbin/pg_restore"), "#!/bin/sh\n"));
+  for (const char* tool : {"psql", "pg_dump", "pg_restore"}) {
+    std::filesystem::permissions(dir_.Sub(std::string("pgbin/") + tool),
+                                 std::filesystem::perms::owner_all);
+  }
+  auto c = Load(R"({"runtime": {"postgres": {
+    "host": "db.internal", "port": 6543, "user": "gitopsd", "passwordFile": "secrets/pg",
+    "adminDatabase": "template1", "binDir": "pgbin"}}})");
+  ASSERT_TRUE(c.has_value()) << c.error().message;
+  ASSERT_TRUE(c->postgres.has_value());
+  const PostgresSettings& p = *c->postgres;
+  EXPECT_EQ(p.host, "db.internal");
+  EXPECT_EQ(p.port, 6543);
+  EXPECT_EQ(p.user, "gitopsd");
+  EXPECT_EQ(p.password, "pg-s3cret") << "the trailing newline is trimmed";
+  EXPECT_EQ(p.password_file, dir_.Sub("secrets/pg"));
+  EXPECT_EQ(p.admin_database, "template1");
+  EXPECT_EQ(p.bin_dir, dir_.Sub("pgbin")) << "relative to the configuration's folder";
+}
+
+TEST_F(ConfigTest, RuntimePostgresDefaults) {
+  auto c = Load(R"({"runtime": {"postgres": {}}})");
+  ASSERT_TRUE(c.has_value()) << c.error().message;
+  ASSERT_TRUE(c->postgres.has_value());
+  EXPECT_EQ(c->postgres->host, "127.0.0.1");
+  EXPECT_EQ(c->postgres->port, 5432);
+  EXPECT_EQ(c->postgres->user, "postgres");
+  EXPECT_EQ(c->postgres->password, "") << "trust, peer or ~/.pgpass";
+  EXPECT_EQ(c->postgres->admin_database, "postgres");
+  EXPECT_EQ(c->postgres->bin_dir, "") << "the tools come from PATH";
+}
+
+TEST_F(ConfigTest, RuntimePostgresMistakesAreNamed) {
+  {
+    auto c = Load("{\"runtime\": {\"postgres\": {\"host\": \"h\",\n  \"passwd\": \"x\"}}}");
+    ASSERT_FALSE(c.has_value());
+    EXPECT_NE(c.error().message.find(":2:3"), std::string::npos) << c.error().message;
+    EXPECT_NE(c.error().message.find("passwd"), std::string::npos) << c.error().message;
+  }
+  {
+    auto c = Load(R"({"runtime": {"postgres": {"port": 70000}}})");
+    ASSERT_FALSE(c.has_value()) << "the port is out of range";
+  }
+  {
+    auto c = Load(R"({"runtime": {"postgres": {"passwordFile": "nope"}}})");
+    ASSERT_FALSE(c.has_value());
+    EXPECT_NE(c.error().message.find("runtime.postgres.passwordFile"), std::string::npos)
+        << c.error().message;
+    EXPECT_NE(c.error().message.find(dir_.Sub("nope")), std::string::npos) << c.error().message;
+  }
+  {
+    ASSERT_TRUE(WriteTextFile(dir_.Sub("secret"), "hunter2-do-not-print"));
+    auto c = Load(R"({"runtime": {"postgres": {"passwordFile": "secret", "binDir": "no/such/dir"}}})");
+    ASSERT_FALSE(c.has_value());
+    EXPECT_NE(c.error().message.find("runtime.postgres.binDir"), std::string::npos) << c.error().message;
+    EXPECT_EQ(c.error().message.find("hunter2"), std::string::npos) << "never the password";
+  }
+}
+
 TEST_F(ConfigTest, AMissingFileSaysSoAndSuggestsQuickMode) {
   auto c = LoadConfigFile(dir_.Sub("absent.json"), *loader_);
   ASSERT_FALSE(c.has_value());
