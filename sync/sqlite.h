@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "sync/status.h"
 
@@ -83,6 +84,19 @@ class Statement {
   sqlite3_stmt* stmt_ = nullptr;
   sqlite3* db_ = nullptr;
 };
+
+// Steps a statement to its end, turning each row into a T with `read`
+// (a callable taking const Statement&).
+template <class T, class Read>
+Result<std::vector<T>> ReadAll(Statement& statement, Read read) {
+  std::vector<T> out;
+  while (true) {
+    auto row = statement.Step();
+    if (!row) return std::unexpected(row.error());
+    if (!*row) return out;
+    out.push_back(read(static_cast<const Statement&>(statement)));
+  }
+}
 
 // A borrowed cached statement; resets it (and clears its bindings) on
 // destruction. Move-only.

@@ -211,19 +211,6 @@ ConflictRecord ReadConflict(const sqlite::Statement& st) {
   return c;
 }
 
-// Steps a statement to the end, reading every row with `read`.
-template <class T, class Stmt, class Read>
-Result<std::vector<T>> ReadAll(Stmt& st, Read read) {
-  std::vector<T> out;
-  while (true) {
-    auto row = st.Step();
-    if (!row) return std::unexpected(row.error());
-    if (!*row) break;
-    out.push_back(read(st));
-  }
-  return out;
-}
-
 }  // namespace
 
 Result<std::unique_ptr<Store>> Store::Open(const std::string& path) {
@@ -315,7 +302,7 @@ Result<std::vector<ObjectRecord>> Store::ListObjects(const std::string& kind) co
                         " FROM objects WHERE ?1 = '' OR kind = ?1 ORDER BY kind, name");
   if (!st) return std::unexpected(st.error());
   st->Bind(1, kind);
-  return ReadAll<ObjectRecord>(*st, ReadObject);
+  return sqlite::ReadAll<ObjectRecord>(*st, ReadObject);
 }
 
 Result<std::optional<ObjectRecord>> Store::GetObject(const std::string& kind,
@@ -332,7 +319,7 @@ Result<std::vector<FileError>> Store::ListErrors(const std::string& repo) const 
       "WHERE ?1 = '' OR repository = ?1 ORDER BY repository, path, id");
   if (!st) return std::unexpected(st.error());
   st->Bind(1, repo);
-  return ReadAll<FileError>(*st, [](const sqlite::Statement& row) {
+  return sqlite::ReadAll<FileError>(*st, [](const sqlite::Statement& row) {
     return FileError{row.Text(0), row.Text(1), static_cast<int>(row.Int(2)),
                      static_cast<int>(row.Int(3)), row.Text(4), row.Text(5), row.Text(6)};
   });
@@ -343,7 +330,7 @@ Result<std::vector<RepositoryState>> Store::ListRepositories() const {
   auto st = db_.Prepare(std::string("SELECT ") + kRepositoryColumns +
                         " FROM repositories ORDER BY name");
   if (!st) return std::unexpected(st.error());
-  return ReadAll<RepositoryState>(*st, ReadRepository);
+  return sqlite::ReadAll<RepositoryState>(*st, ReadRepository);
 }
 
 Result<std::optional<RepositoryState>> Store::GetRepository(const std::string& name) const {
@@ -411,7 +398,7 @@ Result<std::vector<ConflictRecord>> Store::ListConflicts(bool open_only) const {
                         " FROM conflicts WHERE ?1 = 0 OR resolved_at_ms = 0 ORDER BY id");
   if (!st) return std::unexpected(st.error());
   st->Bind(1, int64_t{open_only});
-  return ReadAll<ConflictRecord>(*st, ReadConflict);
+  return sqlite::ReadAll<ConflictRecord>(*st, ReadConflict);
 }
 
 Result<std::optional<ConflictRecord>> Store::GetConflict(int64_t id) const {
@@ -441,7 +428,7 @@ Result<std::vector<FileRecord>> Tx::FilesClaiming(const std::string& kind,
       "WHERE kind = ?1 AND name = ?2 ORDER BY repository, path");
   if (!st) return std::unexpected(st.error());
   (*st)->Bind(1, kind).Bind(2, name);
-  return ReadAll<FileRecord>(**st, ReadFile);
+  return sqlite::ReadAll<FileRecord>(**st, ReadFile);
 }
 
 Status Tx::PutFile(const FileRecord& f) {
@@ -529,7 +516,7 @@ Result<std::vector<FileRecord>> Tx::ListFiles(const std::string& repo) {
       "WHERE repository = ?1 ORDER BY path");
   if (!st) return std::unexpected(st.error());
   (*st)->Bind(1, repo);
-  return ReadAll<FileRecord>(**st, ReadFile);
+  return sqlite::ReadAll<FileRecord>(**st, ReadFile);
 }
 
 Status Tx::AddError(const FileError& e) {
@@ -604,7 +591,7 @@ Result<std::vector<EditRecord>> Tx::UnfinishedEdits(const std::string& repo) {
                        "ORDER BY id");
   if (!st) return std::unexpected(st.error());
   (*st)->Bind(1, repo);
-  return ReadAll<EditRecord>(**st, ReadEdit);
+  return sqlite::ReadAll<EditRecord>(**st, ReadEdit);
 }
 
 Result<std::optional<EditRecord>> Tx::UnfinishedEditOf(const std::string& kind,

@@ -333,14 +333,7 @@ Result<std::vector<RunRecord>> RunStore::List(const RunFilter& filter) {
   for (size_t i = 0; i < filter.statuses.size(); ++i) {
     st->Bind(4 + static_cast<int>(i), RunStatusName(filter.statuses[i]));
   }
-  std::vector<RunRecord> runs;
-  while (true) {
-    auto row = st->Step();
-    if (!row) return std::unexpected(row.error());
-    if (!*row) break;
-    runs.push_back(ReadRun(*st));
-  }
-  return runs;
+  return sqlite::ReadAll<RunRecord>(*st, ReadRun);
 }
 
 Status RunStore::SetRunStatus(int64_t id, RunStatus status, const std::string* error) {

@@ -1,5 +1,7 @@
 #include "tests/daemon/daemon_harness.h"
 
+#include <signal.h>
+
 #include <Poco/Net/HTTPClientSession.h>
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
@@ -122,6 +124,18 @@ void ReplaceAll(std::string& s, const std::string& from, const std::string& to) 
 
 bool DaemonUnderTest::WaitReady(std::chrono::milliseconds timeout) {
   return WaitUntil([&] { return Get("/readyz").status == 200; }, timeout);
+}
+
+void KillReportedServices(DaemonUnderTest& daemon) {
+  auto body = daemon.Get("/api/v1/services").Json();
+  const json::Value* services = body ? body->Find("services") : nullptr;
+  if (!services || !services->is_array()) return;
+  for (const auto& s : services->items()) {
+    const json::Value* pid = s.Find("pid");
+    if (pid && pid->is_number() && pid->as_double() > 0) {
+      ::kill(static_cast<pid_t>(pid->as_double()), SIGKILL);
+    }
+  }
 }
 
 }  // namespace gitopsd::test

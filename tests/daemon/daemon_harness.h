@@ -92,4 +92,8 @@ class DaemonUnderTest {
   std::optional<Process> process_;
 };
 
+// Services the runtime started outlive the daemon by design: tests that
+// deploy some end them with this, by the pids GET /api/v1/services reports.
+void KillReportedServices(DaemonUnderTest& daemon);
+
 }  // namespace gitopsd::test

@@ -118,11 +118,7 @@ class ReleasePgTest : public ::testing::Test {
   // Whatever service the runtime started outlives the daemon: end it by pid.
   void TearDown() override {
     if (!started_) return;
-    if (auto body = daemon_.Get("/api/v1/services").Json(); body && body->Find("services")) {
-      for (const auto& s : body->Find("services")->items()) {
-        if (const double pid = NumberField(s, "pid"); pid > 0) ::kill(static_cast<pid_t>(pid), SIGKILL);
-      }
-    }
+    KillReportedServices(daemon_);
     daemon_.Stop();
   }
 

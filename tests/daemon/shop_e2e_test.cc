@@ -97,11 +97,7 @@ class ShopTest : public ::testing::Test {
 
   // Services outlive the daemon by design: end them here, by their pids.
   void TearDown() override {
-    if (auto body = daemon_.Get("/api/v1/services").Json(); body && body->Find("services")) {
-      for (const auto& s : body->Find("services")->items()) {
-        if (const double pid = NumberField(s, "pid"); pid > 0) ::kill(static_cast<pid_t>(pid), SIGKILL);
-      }
-    }
+    KillReportedServices(daemon_);
     daemon_.Stop();
   }
 
