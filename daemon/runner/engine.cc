@@ -626,6 +626,7 @@ NodeContext Engine::Impl::MakeContext(ActiveRun& run, const json::Value& resolve
   if (const json::Value* spec = resolved.Find("spec")) ctx.spec = *spec;
   ActiveRun* r = &run;
   ctx.cancelled = [this, r, deadline] { return stopping_ || r->cancel || Clock::now() >= deadline; };
+  ctx.abandoned = [r, deadline] { return r->cancel || Clock::now() >= deadline; };
   ctx.log = [this, r, path](std::string_view line) { Log(*r, path, std::string(line)); };
   return ctx;
 }
@@ -723,7 +724,7 @@ Outcome Engine::Impl::SkipNode(ActiveRun& run, const std::string& path, const js
 
 RunResult<int64_t> Engine::Impl::Start(const StartRequest& request) {
   std::string flow = request.flow_kind + " " + request.flow_name;
-  std::vector<EvalError> errors = DryRun(request.body, request.args, request.trigger_refs);
+  std::vector<EvalError> errors = DryRun(request.body, request.args, request.trigger_refs, executor_->ResourceLookup());
   if (!errors.empty()) {
     RunError e{RunError::Code::kInvalid, "", {}};
     for (const EvalError& err : errors) e.details.push_back(err.ToString());

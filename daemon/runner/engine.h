@@ -62,6 +62,11 @@ struct NodeContext {
   // daemon is shutting down: stop as soon as you can. After a shutdown the
   // node is Rechecked on the next start, whatever you return.
   std::function<bool()> cancelled;
+  // True once the run is cancelled or the node's timeout has passed, but not
+  // for a daemon shutdown: work this node started may then be stopped (a job
+  // or build killed, a deploy's new process stopped with the old one kept).
+  // On a shutdown work goes on, and is Rechecked on the next start.
+  std::function<bool()> abandoned;
   // Appends a line to the node's log (kept in the run, capped).
   std::function<void(std::string_view)> log;
 };
@@ -87,6 +92,9 @@ class NodeExecutor {
   // `recorded_data` is what it last reported, or null when Execute had not
   // returned; use run_id + node_path + attempt to find what it started).
   virtual NodeOutcome Recheck(const NodeContext& ctx, const json::Value& recorded_data) = 0;
+  // For the dry run: whether a resource a node names exists (evaluate.h's
+  // DryRun). Empty (the default) when this executor has none to check.
+  virtual ResourceExists ResourceLookup() { return {}; }
 };
 
 struct EngineOptions {

@@ -6,6 +6,7 @@
 #include <ctime>
 #include <random>
 
+#include "daemon/runner/references.h"
 #include "sync/expressions.h"
 
 namespace gitopsd::runner {
@@ -591,7 +592,9 @@ class DryRunner {
   void Node(const json::Value& node, const std::string& where) {
     if (!node.is_object()) return Problem(where, "a node must be an object {\"kind\": ..., \"spec\": ...}");
     if (NodeKind(node).empty()) return Problem(where + ".kind", "a node needs a \"kind\" (a string)");
-    ResolveNode(node, scope_, where, &errors_);
+    json::Value resolved = ResolveNode(node, scope_, where, &errors_);
+    for (NamedResource& r : DeclaredResources(resolved, where)) declared_.insert(r.kind + "\n" + r.name);
+    for (NamedResource& r : UsedResources(resolved, where)) used_.push_back(std::move(r));
     if (NodeKind(node) != kWorkflow) return;
     const json::Value* steps = WorkflowSteps(node);
     if (steps == nullptr) return Problem(where + ".spec.steps", "a Workflow needs \"spec\": {\"steps\": [...]}");
@@ -614,6 +617,14 @@ class DryRunner {
     for (const std::string& r : added) visible_.erase(r);
   }
 
+  // Every resource used by name must exist or be declared in the flow.
+  void CheckResources(const ResourceExists& exists) {
+    for (const NamedResource& r : used_) {
+      if (declared_.contains(r.kind + "\n" + r.name) || exists(r.kind, r.name)) continue;
+      Problem(r.where, r.kind + " \"" + r.name + "\" does not exist; declare it in a Template");
+    }
+  }
+
   std::vector<EvalError> TakeErrors() { return std::move(errors_); }
 
  private:
@@ -624,6 +635,8 @@ class DryRunner {
   Scope scope_;
   NameSet visible_;
   std::vector<EvalError> errors_;
+  NameSet declared_;  // "kind\nname" of resources the flow's nodes declare
+  std::vector<NamedResource> used_;
 };
 
 }  // namespace
@@ -685,7 +698,8 @@ json::Value ResolveNode(const json::Value& node, const Scope& scope, const std::
   return out;
 }
 
-std::vector<EvalError> DryRun(const json::Value& body, const json::Value& args, const json::Value& trigger_refs) {
+std::vector<EvalError> DryRun(const json::Value& body, const json::Value& args, const json::Value& trigger_refs,
+                              const ResourceExists& exists) {
   const json::Value* root = body.is_object() ? body.Find("spec") : nullptr;
   if (root == nullptr || !root->is_object()) {
     return {EvalError{"spec", "", "the flow has no \"spec\" (one root Workflow node)"}};
@@ -696,6 +710,7 @@ std::vector<EvalError> DryRun(const json::Value& body, const json::Value& args, 
   CollectNodeRefs(*root, all_refs);
   DryRunner runner(merged, triggers, all_refs);
   runner.Node(*root, "spec");
+  if (exists) runner.CheckResources(exists);
   return runner.TakeErrors();
 }
 

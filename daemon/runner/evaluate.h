@@ -112,7 +112,12 @@ json::Value ResolveNode(const json::Value& node, const Scope& scope, const std::
 // parallel one none of its siblings'). Also checks the tree's shape
 // (objects with a kind; workflows with steps and a known type). Every
 // problem is returned, each naming the JSON path ("spec.spec.steps[2].spec.jobId")
-// and the expression. Empty when the flow can run.
-std::vector<EvalError> DryRun(const json::Value& body, const json::Value& args, const json::Value& trigger_refs);
+// and the expression. With `exists`, every resource a node names by a
+// literal name (references.h) must exist or be declared by a node of the
+// flow: `job "x" does not exist; declare it in a Template`. Empty when the
+// flow can run.
+using ResourceExists = std::function<bool(std::string_view kind, const std::string& name)>;
+std::vector<EvalError> DryRun(const json::Value& body, const json::Value& args, const json::Value& trigger_refs,
+                              const ResourceExists& exists = {});
 
 }  // namespace gitopsd::runner

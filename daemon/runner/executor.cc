@@ -146,6 +146,7 @@ class RuntimeExecutor final : public NodeExecutor {
 
   NodeOutcome Execute(const NodeContext& ctx) override;
   NodeOutcome Recheck(const NodeContext& ctx, const json::Value& recorded) override;
+  ResourceExists ResourceLookup() override;
 
  private:
   // Records `detail` before `work` touches the runtime and its outcome after.
@@ -174,6 +175,9 @@ class RuntimeExecutor final : public NodeExecutor {
   // The build a Release's origin names: a build id, a commit, or the newest
   // successful build of the branch ("latest").
   Result<BuildRecord> OriginBuild(const json::Value& origin);
+  // What a Release of type deployment promotes: the build its origin service
+  // runs or its origin job is set to run.
+  Result<BuildRecord> PromotedBuild(const json::Value& origin);
   Result<std::optional<BuildRecord>> SucceededBuild(const BuildRef& ref);
   // The build a service or job declares in deployment.internal, if any.
   Result<std::optional<BuildRecord>> DeclaredBuild(const runtime::WorkloadConfig& w);
@@ -205,6 +209,17 @@ NodeOutcome RuntimeExecutor::Journaled(const NodeContext& ctx, json::Value detai
     }
   }
   return out;
+}
+
+ResourceExists RuntimeExecutor::ResourceLookup() {
+  return [this](std::string_view kind, const std::string& name) {
+    ResourceKind wanted = kind == "service"         ? ResourceKind::kDeploymentService
+                          : kind == "job"           ? ResourceKind::kJob
+                          : kind == "build service" ? ResourceKind::kBuildService
+                                                    : ResourceKind::kAddon;
+    auto found = d_.resources->Find(wanted, name);
+    return !found || found->has_value();  // a lookup that failed is left to the node itself
+  };
 }
 
 NodeOutcome RuntimeExecutor::Execute(const NodeContext& ctx) {
@@ -400,7 +415,8 @@ NodeOutcome RuntimeExecutor::Build(const NodeContext& ctx) {
   json::Value detail = json::Value::Object({{"service", Str(id)}, {"commit", Str(commit)}, {"branch", Str(branch)}});
   return Journaled(ctx, std::move(detail), [&] {
     ctx.log("building " + id + " at " + commit + (branch.empty() ? "" : " (" + branch + ")"));
-    runtime::BuildSpec spec{.service = id, .command = cfg->command, .env = cfg->env, .timeout = cfg->timeout};
+    runtime::BuildSpec spec{
+        .service = id, .command = cfg->command, .env = cfg->env, .timeout = cfg->timeout, .abandon = ctx.abandoned};
     auto record = d_.builds->Build(spec, **mirror, commit);
     if (!record) return FailWith(record.error());
     if (!record->succeeded()) {
@@ -463,6 +479,29 @@ Result<BuildRecord> RuntimeExecutor::OriginBuild(const json::Value& origin) {
               (branch.empty() ? "" : " of branch " + Quoted(branch)) + "; add a Build node before the Release");
 }
 
+Result<BuildRecord> RuntimeExecutor::PromotedBuild(const json::Value& origin) {
+  const std::string id = Text(origin, {"id"}), type = Text(origin, {"type"});
+  if (type == "service") {
+    auto running = RunningBuild(id);
+    if (!running) return std::unexpected(running.error());
+    if (running->first.state == runtime::ServiceState::kStopped) {
+      return Fail("service " + Quoted(id) + " is stopped: it has no build to promote");
+    }
+    return std::move(running->second);
+  }
+  if (type != "job") {
+    return Fail("Release type \"deployment\": origin.type must be \"service\" or \"job\", not " + Quoted(type));
+  }
+  auto job = d_.resources->Require(ResourceKind::kJob, id);
+  if (!job) return std::unexpected(job.error());
+  if (job->deployed_build.empty()) return Fail("job " + Quoted(id) + " has no build to promote: release one to it first");
+  BuildRef ref = ParseBuildId(job->deployed_build, "");
+  auto build = SucceededBuild(ref);
+  if (!build) return std::unexpected(build.error());
+  if (!*build) return Fail("job " + Quoted(id) + " runs build " + ref.id() + ", which is gone");
+  return std::move(**build);
+}
+
 Result<json::Value> RuntimeExecutor::DeployToService(const NodeContext& ctx, const Resource& service,
                                                      const BuildRecord& build, const std::string& previous) {
   auto cfg = runtime::ReadService(service);
@@ -477,7 +516,8 @@ Result<json::Value> RuntimeExecutor::DeployToService(const NodeContext& ctx, con
                             .build_dir = build.dir,
                             .command = cfg->command,
                             .env = std::move(*env),
-                            .health = cfg->health};
+                            .health = cfg->health,
+                            .abandon = ctx.abandoned};
   if (auto s = d_.services->Deploy(spec); !s) return std::unexpected(s.error());
   auto status = d_.services->Get(service.name);
   if (!status) return std::unexpected(status.error());
@@ -493,12 +533,9 @@ Result<json::Value> RuntimeExecutor::DeployToService(const NodeContext& ctx, con
 
 NodeOutcome RuntimeExecutor::Release(const NodeContext& ctx) {
   const std::string type = Text(ctx.spec, {"type"});
-  if (type == "deployment") {
-    return NodeOutcome::Failure(
-        "Release type \"deployment\" (promote what the previous stage runs) is not supported here yet: gitopsd has "
-        "no pipeline stages; deploy a build with type \"build\" and origin {id: <build service>, build: ...}");
+  if (type != "build" && type != "deployment") {
+    return NodeOutcome::Failure("Release type " + Quoted(type) + " is not supported; use \"build\" or \"deployment\"");
   }
-  if (type != "build") return NodeOutcome::Failure("Release type " + Quoted(type) + " is not supported; use \"build\"");
   const std::string target = Text(ctx.spec, {"target", "id"}), target_type = Text(ctx.spec, {"target", "type"});
   const json::Value* origin = ctx.spec.Find("origin");
   if (!origin) return NodeOutcome::Failure("Release: spec.origin is missing");
@@ -508,7 +545,7 @@ NodeOutcome RuntimeExecutor::Release(const NodeContext& ctx) {
   }
   auto resource = d_.resources->Require(to_service ? ResourceKind::kDeploymentService : ResourceKind::kJob, target);
   if (!resource) return FailWith(resource.error());
-  auto build = OriginBuild(*origin);
+  auto build = type == "build" ? OriginBuild(*origin) : PromotedBuild(*origin);
   if (!build) return FailWith(build.error());
   const std::string id = build->service + "@" + build->commit;
   std::string previous = resource->deployed_build;
@@ -615,7 +652,8 @@ NodeOutcome RuntimeExecutor::JobRun(const NodeContext& ctx, const std::string& j
                         .command = std::move(argv),
                         .env = std::move(*env),
                         .active_deadline = cfg->active_deadline,
-                        .backoff_limit = cfg->backoff_limit};
+                        .backoff_limit = cfg->backoff_limit,
+                        .abandon = ctx.abandoned};
   json::Value detail = json::Value::Object({{"job", Str(job_id)}, {"build", Str(ref.id())}});
   return Journaled(ctx, std::move(detail), [&] {
     ctx.log("running job " + job_id + " (" + ref.id() + ")");
@@ -767,7 +805,7 @@ NodeOutcome RuntimeExecutor::ServiceExecute(const NodeContext& ctx, const json::
   }
   runtime::LaunchSpec spec{.argv = *argv, .cwd = running->second.dir, .env = std::move(*env), .log_file = log.string()};
   ctx.log("executing " + (*argv)[0] + " in service " + service + " (" + running->first.build + ")");
-  auto exit = runtime::RunToCompletion(spec, timeout, std::chrono::seconds(5));
+  auto exit = runtime::RunToCompletion(spec, timeout, std::chrono::seconds(5), ctx.abandoned);
   if (!exit) return FailWith(exit.error());
   if (std::string tail = runtime::ReadTail(log.string(), 20); !tail.empty()) ctx.log(tail);
   if (!exit->ok())

@@ -18,7 +18,10 @@
 //                          job: set its deployed build
 //                                                    {target, targetType, build, commit, previousBuild, port?}
 //                          previousBuild ("" when none) is what a rollback
-//                          redeploys. Type deployment is refused (no stages).
+//                          redeploys.
+//   Release type deployment {origin {id, type service | job}, target {id, type}}
+//                          promote: the build the origin service runs (or the
+//                          origin job is set to run) goes to the target, as above
 //   JobRun {jobId, runtimeEnvironment?}  run the job's deployed build
 //                                                    {jobId, runId, build, exitCode, attempts, state}
 //   AddonBackup {addonId}  back it up                {id, addonId, size, path, status}
@@ -44,9 +47,11 @@
 //    they are never put into response data or node logs.
 //  - Thread-safe: nodes of parallel branches run concurrently.
 //
-// Not yet: Build, JobRun and deploys block until done whatever `condition`
-// says, and do not watch ctx.cancelled (a cancel or timeout takes effect
-// when they return); https webhooks; Release type deployment.
+// Build, JobRun, Action execute and deploys block until done whatever
+// `condition` says; they watch ctx.abandoned (a cancelled run or a node
+// timeout stops the process; a deploy's new process is stopped and the old
+// one kept). A job adopted after a restart is not stopped by a cancel.
+// Not yet: https webhooks.
 #pragma once
 #include <chrono>
 #include <functional>

@@ -187,11 +187,13 @@ struct ProcessBuildRunner::Impl {
     }
     (void)RecordProcess(*r, child->identity());  // best effort: only used to clean up after a crash
     auto deadline = std::chrono::steady_clock::now() + spec.timeout;
-    ExitStatus exit = child->Wait(deadline, options.stop_grace);
+    ExitStatus exit = child->Wait(deadline, options.stop_grace, spec.abandon);
     if (exit.signal == 0 && !exit.timed_out) r->exit_code = exit.exit_code;
     r->state = exit.ok() ? BuildState::kSucceeded : BuildState::kFailed;
     if (exit.timed_out) {
       r->error = "timed out after " + FormatDuration(spec.timeout) + "; stopped";
+    } else if (exit.abandoned) {
+      r->error = "stopped: the run was cancelled or its node timed out";
     } else if (!exit.ok()) {
       r->error = "the build command failed: " + exit.Describe();
     }

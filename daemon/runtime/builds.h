@@ -21,6 +21,7 @@
 #pragma once
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -42,6 +43,10 @@ struct BuildSpec {
   std::string workdir{};  // relative to the checkout, e.g. "app"; "" = its root
   std::map<std::string, std::string> env{};
   std::chrono::milliseconds timeout = std::chrono::minutes(30);
+  // Polled while the command runs: once true it is stopped and the build
+  // fails (a run cancelled or its node timed out); the next Build of the
+  // commit builds it again. Unset = never.
+  std::function<bool()> abandon{};
 };
 
 enum class BuildState { kRunning, kSucceeded, kFailed };

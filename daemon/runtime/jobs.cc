@@ -1,5 +1,6 @@
 #include "daemon/runtime/jobs.h"
 
+#include <algorithm>
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
@@ -16,6 +17,16 @@ namespace {
 
 namespace fs = std::filesystem;
 using std::chrono::milliseconds;
+
+// Sleeps `delay`, waking early when `abandon` turns true; returns whether it did.
+bool SleepUnlessAbandoned(const std::function<bool()>& abandon, milliseconds delay) {
+  const auto until = std::chrono::steady_clock::now() + delay;
+  while (std::chrono::steady_clock::now() < until) {
+    if (abandon && abandon()) return true;
+    std::this_thread::sleep_for(std::min(milliseconds(50), delay));
+  }
+  return abandon && abandon();
+}
 using SteadyClock = std::chrono::steady_clock;
 
 const std::vector<std::string> kMigrations = {
@@ -252,7 +263,7 @@ struct ProcessJobRunner::Impl {
     auto child = Child::Launch(launch);
     if (!child) return std::unexpected(child.error());
     if (auto s = RecordAttempt(*run, status_file, child->identity()); !s) return std::unexpected(s.error());
-    return child->Wait(deadline, options.stop_grace);
+    return child->Wait(deadline, options.stop_grace, spec.abandon);
   }
 
   // Attempts until one succeeds, the retries run out or the deadline passes.
@@ -278,7 +289,8 @@ struct ProcessJobRunner::Impl {
       }
       run->state = JobState::kFailed;
       run->error = exit->timed_out ? deadline_error : exit->Describe();
-      if (exit->timed_out || run->attempts > spec.backoff_limit) return;
+      if (exit->abandoned) run->error = "stopped: the run was cancelled or its node timed out";
+      if (exit->timed_out || exit->abandoned || run->attempts > spec.backoff_limit) return;
       if (deadline && SteadyClock::now() + delay >= *deadline) {
         std::this_thread::sleep_until(*deadline);
         run->error = deadline_error + "; last attempt: " + exit->Describe();
@@ -286,7 +298,11 @@ struct ProcessJobRunner::Impl {
       }
       AppendToLog(run->log_path, "==> gitopsd: attempt " + std::to_string(run->attempts) + " failed (" +
                                      exit->Describe() + "); retrying in " + Seconds(delay) + "\n");
-      std::this_thread::sleep_for(delay);
+      if (SleepUnlessAbandoned(spec.abandon, delay)) {
+        run->error = "stopped between attempts: the run was cancelled or its node timed out; last attempt: " +
+                     exit->Describe();
+        return;
+      }
       delay *= 2;
     }
   }

@@ -26,6 +26,7 @@
 #pragma once
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -46,6 +47,10 @@ struct JobSpec {
   std::chrono::milliseconds active_deadline{0};  // 0 = none (activeDeadlineSeconds)
   int backoff_limit = 0;                         // retries after a failed attempt (backoffLimit)
   std::chrono::milliseconds retry_delay = std::chrono::seconds(10);
+  // Polled while the job runs and between attempts: once true the attempt is
+  // stopped and the run fails, without retries (a run cancelled or its node
+  // timed out). Unset = never.
+  std::function<bool()> abandon{};
 };
 
 enum class JobState { kRunning, kSucceeded, kFailed };

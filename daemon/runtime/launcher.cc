@@ -178,7 +178,8 @@ std::string ExitStatus::Describe() const {
   } else {
     how = "exit code " + std::to_string(exit_code);
   }
-  return timed_out ? "timed out (" + how + ")" : how;
+  if (timed_out) return "timed out (" + how + ")";
+  return abandoned ? "stopped on request (" + how + ")" : how;
 }
 
 std::optional<int64_t> ProcessStartTime(pid_t pid) {
@@ -300,13 +301,15 @@ std::optional<ExitStatus> Child::TryWait() {
   return status_;
 }
 
-ExitStatus Child::Wait(std::optional<Clock::time_point> deadline, milliseconds grace) {
+ExitStatus Child::Wait(std::optional<Clock::time_point> deadline, milliseconds grace,
+                       const std::function<bool()>& abandon) {
   milliseconds step(1);
   while (true) {
     if (auto done = TryWait()) return *done;
-    if (deadline && Clock::now() >= *deadline) {
+    const bool late = deadline && Clock::now() >= *deadline;
+    if (late || (abandon && abandon())) {
       ExitStatus stopped = Stop(grace);
-      stopped.timed_out = true;
+      (late ? stopped.timed_out : stopped.abandoned) = true;
       status_ = stopped;
       return stopped;
     }
@@ -334,12 +337,13 @@ ExitStatus Child::Stop(milliseconds grace) {
 
 ProcessIdentity Child::Release() { return std::exchange(id_, ProcessIdentity{}); }
 
-Result<ExitStatus> RunToCompletion(const LaunchSpec& spec, milliseconds timeout, milliseconds grace) {
+Result<ExitStatus> RunToCompletion(const LaunchSpec& spec, milliseconds timeout, milliseconds grace,
+                                   const std::function<bool()>& abandon) {
   auto child = Child::Launch(spec);
   if (!child) return std::unexpected(child.error());
   std::optional<Clock::time_point> deadline;
   if (timeout.count() > 0) deadline = Clock::now() + timeout;
-  return child->Wait(deadline, grace);
+  return child->Wait(deadline, grace, abandon);
 }
 
 bool RotateLogIfLarger(const std::string& path, uint64_t max_bytes, int keep) {

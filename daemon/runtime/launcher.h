@@ -21,6 +21,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -45,8 +46,10 @@ struct ExitStatus {
   int exit_code = -1;      // when it exited; -1 when killed by a signal
   int signal = 0;          // the signal that killed it, 0 if it exited
   bool timed_out = false;  // stopped because a deadline passed
-  bool ok() const { return exit_code == 0 && !timed_out; }
-  // "exit code 3", "killed by signal 9 (Killed)", "timed out (killed by ...)".
+  bool abandoned = false;  // stopped because the caller's abandon() said so
+  bool ok() const { return exit_code == 0 && !timed_out && !abandoned; }
+  // "exit code 3", "killed by signal 9 (Killed)", "timed out (killed by ...)",
+  // "stopped on request (exit code 143)".
   std::string Describe() const;
 };
 
@@ -95,10 +98,11 @@ class Child {
   // The exit status once the process has ended (it is then reaped), without
   // blocking; nullopt while it runs.
   std::optional<ExitStatus> TryWait();
-  // Waits until the process ends or `deadline` passes; then stops the group
-  // with `grace` and reports timed_out.
+  // Waits until the process ends or `deadline` passes (then stops the group
+  // with `grace` and reports timed_out) or `abandon` (polled; may be empty)
+  // returns true (then stops it likewise and reports abandoned).
   ExitStatus Wait(std::optional<std::chrono::steady_clock::time_point> deadline,
-                  std::chrono::milliseconds grace);
+                  std::chrono::milliseconds grace, const std::function<bool()>& abandon = {});
   // SIGTERM to the group, up to `grace`, SIGKILL; reaps. Idempotent.
   ExitStatus Stop(std::chrono::milliseconds grace);
   // Leaves the process running and forgets it (it is not reaped by us; the
@@ -111,9 +115,9 @@ class Child {
   std::optional<ExitStatus> status_;
 };
 
-// Runs `spec` to completion (or until `timeout`, then stops it).
+// Runs `spec` to completion (or until `timeout` or `abandon`, then stops it).
 Result<ExitStatus> RunToCompletion(const LaunchSpec& spec, std::chrono::milliseconds timeout,
-                                   std::chrono::milliseconds grace);
+                                   std::chrono::milliseconds grace, const std::function<bool()>& abandon = {});
 
 // ---- Files around processes ----
 

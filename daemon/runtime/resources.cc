@@ -321,6 +321,29 @@ Result<BuildServiceConfig> ReadBuildService(const Resource& r) {
   return b;
 }
 
+// healthChecks[i]: protocol, path, periodSeconds, timeoutSeconds, failureThreshold.
+Status ReadHealthCheck(SpecReader& read, const json::Value& check, size_t i, HealthCheck* h) {
+  const std::string at = "healthChecks[" + std::to_string(i) + "]";
+  const std::string protocol = StringAt(check, {"protocol"});
+  if (protocol == "HTTP" || protocol == "HTTP/2") {
+    h->kind = HealthCheck::Kind::kHttp;
+    h->path = StringAt(check, {"path"});
+    if (h->path.empty()) h->path = "/";
+  } else if (protocol == "TCP" || protocol.empty()) {
+    h->kind = HealthCheck::Kind::kTcp;
+  } else {
+    return Fail(read.Name() + ": " + at + ".protocol \"" + protocol + "\" is not supported; use HTTP or TCP");
+  }
+  auto interval = read.Seconds(check.Find("periodSeconds"), at + ".periodSeconds", h->interval);
+  if (!interval) return std::unexpected(interval.error());
+  auto timeout = read.Seconds(check.Find("timeoutSeconds"), at + ".timeoutSeconds", h->timeout);
+  if (!timeout) return std::unexpected(timeout.error());
+  h->interval = std::max(*interval, milliseconds(100));
+  h->timeout = std::max(*timeout, milliseconds(100));
+  if (auto n = NumberOf(check.Find("failureThreshold")); n && *n >= 1) h->failure_threshold = static_cast<int>(*n);
+  return Ok();
+}
+
 Result<ServiceConfig> ReadService(const Resource& r) {
   auto workload = ReadWorkload(r);
   if (!workload) return std::unexpected(workload.error());
@@ -328,26 +351,30 @@ Result<ServiceConfig> ReadService(const Resource& r) {
   static_cast<WorkloadConfig&>(s) = std::move(*workload);
   const json::Value* checks = r.spec.Find("healthChecks");
   if (!checks || !checks->is_array() || checks->items().empty()) return s;
-  const json::Value& check = checks->items().front();
   SpecReader read(r);
-  const std::string protocol = StringAt(check, {"protocol"});
-  if (protocol == "HTTP" || protocol == "HTTP/2") {
-    s.health.kind = HealthCheck::Kind::kHttp;
-    s.health.path = StringAt(check, {"path"});
-    if (s.health.path.empty()) s.health.path = "/";
-  } else if (protocol == "TCP" || protocol.empty()) {
-    s.health.kind = HealthCheck::Kind::kTcp;
-  } else {
-    return Fail(read.Name() + ": healthChecks[0].protocol \"" + protocol + "\" is not supported; use HTTP or TCP");
+  // The supervised check is the first that is not a startup probe (else the
+  // startup probe itself); a startup probe sets the deploy's startup window.
+  std::optional<size_t> probe, startup;
+  for (size_t i = 0; i < checks->items().size(); ++i) {
+    const bool is_startup = StringAt(checks->items()[i], {"type"}) == "startupProbe";
+    if (is_startup && !startup) startup = i;
+    if (!is_startup && !probe) probe = i;
   }
-  auto interval = read.Seconds(check.Find("periodSeconds"), "healthChecks[0].periodSeconds", s.health.interval);
-  if (!interval) return std::unexpected(interval.error());
-  auto timeout = read.Seconds(check.Find("timeoutSeconds"), "healthChecks[0].timeoutSeconds", s.health.timeout);
-  if (!timeout) return std::unexpected(timeout.error());
-  s.health.interval = std::max(*interval, milliseconds(100));
-  s.health.timeout = std::max(*timeout, milliseconds(100));
-  if (auto n = NumberOf(check.Find("failureThreshold")); n && *n >= 1)
-    s.health.failure_threshold = static_cast<int>(*n);
+  const size_t chosen = probe.value_or(*startup);
+  if (auto read_probe = ReadHealthCheck(read, checks->items()[chosen], chosen, &s.health); !read_probe) {
+    return std::unexpected(read_probe.error());
+  }
+  if (startup) {
+    HealthCheck h;
+    const json::Value& check = checks->items()[*startup];
+    if (auto read_startup = ReadHealthCheck(read, check, *startup, &h); !read_startup) {
+      return std::unexpected(read_startup.error());
+    }
+    const std::string at = "healthChecks[" + std::to_string(*startup) + "].initialDelaySeconds";
+    auto delay = read.Seconds(check.Find("initialDelaySeconds"), at, milliseconds(0));
+    if (!delay) return std::unexpected(delay.error());
+    s.health.startup_window = *delay + h.interval * h.failure_threshold;
+  }
   return s;
 }
 

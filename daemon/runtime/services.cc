@@ -533,7 +533,9 @@ class ProcessServiceManager::Impl {
   // ---- Deploy ----
 
   Status WaitUntilHealthy(const ServiceSpec& spec, int port, Child& child) {
-    const auto deadline = SteadyClock::now() + options_.ready_timeout;
+    const milliseconds window =
+        spec.health.startup_window.count() > 0 ? spec.health.startup_window : options_.ready_timeout;
+    const auto deadline = SteadyClock::now() + window;
     const milliseconds pause = std::clamp(spec.health.interval, milliseconds(10), milliseconds(250));
     std::string last = "no check completed";
     while (true) {
@@ -542,7 +544,10 @@ class ProcessServiceManager::Impl {
       if (check) return Ok();
       last = check.error().message;
       if (SteadyClock::now() >= deadline) {
-        return Fail("it did not become healthy within " + Seconds(options_.ready_timeout) + " (last check: " + last + ")");
+        return Fail("it did not become healthy within " + Seconds(window) + " (last check: " + last + ")");
+      }
+      if (spec.abandon && spec.abandon()) {
+        return Fail("the deploy was abandoned (run cancelled or node timed out) before it became healthy");
       }
       std::this_thread::sleep_for(pause);
     }

@@ -5,7 +5,8 @@
 // What callers can rely on:
 //  - Deploy(spec) starts the new build's process on a newly allocated PORT
 //    (from the configured range) next to the current one, waits until it is
-//    healthy (bounded by ready_timeout), then records it as current and
+//    healthy (bounded by the check's startup window, else ready_timeout,
+//    and by spec.abandon), then records it as current and
 //    stops the old one. If it never becomes healthy (or exits), it is
 //    stopped, the old process keeps serving untouched, and Deploy fails
 //    with the reason and the end of the service log. Deploys of one service
@@ -33,6 +34,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -50,6 +52,10 @@ struct HealthCheck {
   std::chrono::milliseconds interval = std::chrono::seconds(10);
   std::chrono::milliseconds timeout = std::chrono::seconds(2);
   int failure_threshold = 3;  // consecutive failures before the process is restarted
+  // How long a deploy's new process has to pass its first check; 0 = the
+  // manager's ready_timeout. A "startupProbe" check sets it to
+  // initialDelaySeconds + failureThreshold x periodSeconds (as Kubernetes).
+  std::chrono::milliseconds startup_window{0};
 };
 
 struct ServiceSpec {
@@ -60,6 +66,10 @@ struct ServiceSpec {
   bool shell = false;
   std::map<std::string, std::string> env{};  // PORT is added (and overrides)
   HealthCheck health{};
+  // Polled while a deploy waits for the new process to become healthy: once
+  // true, the new process is stopped and the old one keeps serving (a run
+  // cancelled or timed out). Not stored; unset = never.
+  std::function<bool()> abandon{};
 };
 
 enum class ServiceState {

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <filesystem>
 #include <set>
 #include <sstream>
@@ -85,6 +86,23 @@ TEST_F(LauncherTest, DeadlineStopsTheWholeGroupIncludingAGrandchild) {
   pid_t grandchild = std::stoi(ReadTextFile(pid_file));
   for (int i = 0; i < 200 && ProcessStartTime(grandchild); ++i) std::this_thread::sleep_for(10ms);
   EXPECT_FALSE(ProcessStartTime(grandchild).has_value()) << "grandchild " << grandchild << " survived";
+}
+
+TEST_F(LauncherTest, AbandonStopsTheGroupAndSaysSo) {
+  std::atomic<bool> abandon{false};
+  std::thread later([&] {
+    std::this_thread::sleep_for(150ms);
+    abandon = true;
+  });
+  auto started = std::chrono::steady_clock::now();
+  auto exit = RunToCompletion(Spec({"sleep 30"}, true), 20s, 500ms, [&] { return abandon.load(); });
+  later.join();
+  ASSERT_TRUE(exit) << exit.error().message;
+  EXPECT_TRUE(exit->abandoned);
+  EXPECT_FALSE(exit->timed_out);
+  EXPECT_FALSE(exit->ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 3s);
+  EXPECT_EQ(exit->Describe().rfind("stopped on request (", 0), 0u) << exit->Describe();
 }
 
 TEST_F(LauncherTest, LeftoversOfAGroupDieWhenItsLeaderExits) {

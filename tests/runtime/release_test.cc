@@ -368,25 +368,179 @@ TEST_F(ReleaseTest, AFailingMigrationStopsTheReleaseAndTheBackupRestores) {
   EXPECT_TRUE(Strings(page.Find("migrations")).empty()) << json::Serialize(page);
 }
 
-TEST_F(ReleaseTest, AFlowNamingAMissingJobFailsClearly) {
-  json::Value flow = Json(R"({"apiVersion": "v1.2", "spec": {"kind": "Workflow", "spec": {"type": "sequential",
-      "steps": [{"kind": "JobRun", "ref": "migrate", "spec": {"jobId": "shop-nope"}, "condition": "success"}]}}})");
-  RunRecord run = Run("ReleaseFlow", "broken", flow);
-  EXPECT_EQ(run.status, RunStatus::kFailure);
-  EXPECT_NE(run.error.find("job \"shop-nope\" does not exist; declare it in a Template"), std::string::npos)
-      << run.error;
+// The dry run's first problem, or "" when the flow would start.
+std::string DryRunProblem(Engine& engine, const json::Value& flow) {
+  StartRequest request;
+  request.flow_name = "probe";
+  request.body = flow;
+  auto started = engine.Start(request);
+  if (started) {
+    (void)engine.Cancel(*started);
+    return "";
+  }
+  EXPECT_EQ(started.error().code, RunError::Code::kInvalid) << started.error().message;
+  return started.error().message;
+}
+
+json::Value FlowOfSteps(const std::string& steps) {
+  return Json(R"({"apiVersion": "v1.2", "spec": {"kind": "Workflow", "spec": {"type": "sequential", "steps": [)" +
+              steps + "]}}}");
+}
+
+TEST_F(ReleaseTest, AFlowNamingAMissingJobServiceOrAddonFailsItsDryRunNamingTheNode) {
+  std::string problem = DryRunProblem(*engine_, FlowOfSteps(
+      R"({"kind": "JobRun", "ref": "migrate", "spec": {"jobId": "shop-nope"}, "condition": "success"})"));
+  EXPECT_NE(problem.find("spec.spec.steps[0].spec.jobId"), std::string::npos) << problem;
+  EXPECT_NE(problem.find("job \"shop-nope\" does not exist; declare it in a Template"), std::string::npos)
+      << problem;
+
+  problem = DryRunProblem(*engine_, FlowOfSteps(
+      R"({"kind": "AddonBackup", "spec": {"addonId": "shop-db"}},
+         {"kind": "Release", "spec": {"type": "build", "origin": {"id": "shop-builder", "branch": "main"},
+                                      "target": {"id": "shop-wbe", "type": "service"}}})"));
+  EXPECT_NE(problem.find("spec.spec.steps[0].spec.addonId: addon \"shop-db\" does not exist"), std::string::npos)
+      << problem;
+  EXPECT_NE(problem.find("(and 2 more)"), std::string::npos) << problem;  // the build service and the service
+
+  // Declared by an earlier node of the same flow (a Template), it may be used.
+  EXPECT_EQ(DryRunProblem(*engine_, FlowOfSteps(
+                R"({"kind": "Addon", "spec": {"name": "scratch-db", "type": "sqlite"}},
+                   {"kind": "AddonBackup", "spec": {"addonId": "scratch-db"}})")),
+            "");
+  // Once the Template ran, the resources exist for every flow.
+  RunRecord setup = RunTemplate();
+  ASSERT_EQ(setup.status, RunStatus::kSuccess) << Describe(setup);
+  EXPECT_EQ(DryRunProblem(*engine_, FlowOfSteps(R"({"kind": "JobRun", "spec": {"jobId": "shop-migrate"}})")), "");
+  // Still missing: the first problem named with its path.
+  problem = DryRunProblem(*engine_, FlowOfSteps(
+      R"({"kind": "Condition", "spec": {"kind": "Service", "spec": {"type": "running",
+                                        "data": {"serviceId": "shop-api"}}}})"));
+  EXPECT_NE(problem.find("spec.spec.steps[0].spec.spec.data.serviceId: service \"shop-api\" does not exist"),
+            std::string::npos)
+      << problem;
 
   // A reference that cannot resolve is a dry-run error naming the node path.
-  json::Value dangling = Json(R"({"apiVersion": "v1.2", "spec": {"kind": "Workflow", "spec": {"type": "sequential",
-      "steps": [{"kind": "JobRun", "spec": {"jobId": "${refs.migrator.name}"}}]}}})");
-  StartRequest request;
-  request.flow_name = "dangling";
-  request.body = dangling;
-  auto started = engine_->Start(request);
-  ASSERT_FALSE(started);
-  EXPECT_EQ(started.error().code, RunError::Code::kInvalid);
-  EXPECT_NE(started.error().message.find("spec.spec.steps[0].spec.jobId"), std::string::npos)
-      << started.error().message;
+  problem = DryRunProblem(*engine_, FlowOfSteps(R"({"kind": "JobRun", "spec": {"jobId": "${refs.migrator.name}"}})"));
+  EXPECT_NE(problem.find("spec.spec.steps[0].spec.jobId"), std::string::npos) << problem;
+}
+
+TEST_F(ReleaseTest, AReleaseOfTypeDeploymentPromotesWhatTheOriginRuns) {
+  RunRecord setup = RunTemplate();
+  ASSERT_EQ(setup.status, RunStatus::kSuccess) << Describe(setup);
+  const std::string v1 = "shop-builder@" + first_commit_;
+  const std::string sha = CommitAndFetch({{"VERSION", "2\n"}}, "shop 2");
+  const std::string v2 = "shop-builder@" + sha;
+
+  // The migration job gets v2; a second service is declared, running nothing.
+  RunRecord staged = Run("ReleaseFlow", "stage", FlowOfSteps(R"(
+      {"kind": "Build", "ref": "b", "spec": {"id": "shop-builder", "sha": ")" + sha + R"("}, "condition": "success"},
+      {"kind": "Release", "spec": {"type": "build", "origin": {"id": "shop-builder", "build": "${refs.b.id}"},
+                                   "target": {"id": "shop-migrate", "type": "job"}}},
+      {"kind": "Addon", "ref": "db", "spec": {"name": "shop-db", "type": "sqlite"}},
+      {"kind": "DeploymentService", "spec": {"name": "shop-web-prod",
+          "deployment": {"command": ["bin/shop", "serve"]},
+          "runtimeEnvironment": {"DATABASE_PATH": "${refs.db.path}"},
+          "healthChecks": [{"protocol": "HTTP", "path": "/healthz"}]}})"));
+  ASSERT_EQ(staged.status, RunStatus::kSuccess) << Describe(staged);
+
+  // Promote: the job's build to the new service, the old service's build to the job.
+  RunRecord promoted = Run("ReleaseFlow", "promote", FlowOfSteps(R"(
+      {"kind": "Release", "ref": "to-prod", "spec": {"type": "deployment",
+          "origin": {"id": "shop-migrate", "type": "job"}, "target": {"id": "shop-web-prod", "type": "service"}}},
+      {"kind": "Release", "ref": "to-job", "spec": {"type": "deployment",
+          "origin": {"id": "shop-web", "type": "service"}, "target": {"id": "shop-migrate", "type": "job"}}})"));
+  ASSERT_EQ(promoted.status, RunStatus::kSuccess) << Describe(promoted);
+  EXPECT_EQ(Field(Node(promoted, "to-prod")->data, "build"), v2);
+  EXPECT_EQ(Field(Node(promoted, "to-prod")->data, "previousBuild"), "");
+  EXPECT_EQ(Field(Node(promoted, "to-job")->data, "build"), v1);
+  EXPECT_EQ(Field(Node(promoted, "to-job")->data, "previousBuild"), v2);
+  auto prod = services_->Get("shop-web-prod");
+  ASSERT_TRUE(prod && *prod);
+  EXPECT_EQ(Field(GetPage((*prod)->port), "version"), "2");
+  EXPECT_EQ(Field(GetPage(WebPort()), "version"), "1");
+  auto job = registry_->Require(runtime::ResourceKind::kJob, "shop-migrate");
+  ASSERT_TRUE(job) << job.error().message;
+  EXPECT_EQ(job->deployed_build, v1);
+
+  // Promoting from a service that runs nothing fails clearly.
+  ASSERT_TRUE(services_->Stop("shop-web-prod"));
+  RunRecord nothing = Run("ReleaseFlow", "promote-nothing", FlowOfSteps(R"(
+      {"kind": "Release", "spec": {"type": "deployment",
+          "origin": {"id": "shop-web-prod", "type": "service"}, "target": {"id": "shop-migrate", "type": "job"}}})"));
+  EXPECT_EQ(nothing.status, RunStatus::kFailure);
+  EXPECT_NE(nothing.error.find("service \"shop-web-prod\""), std::string::npos) << nothing.error;
+}
+
+TEST_F(ReleaseTest, CancelStopsARunningJobBuildAndDeployAndKeepsTheOldVersion) {
+  RunRecord setup = RunTemplate();
+  ASSERT_EQ(setup.status, RunStatus::kSuccess) << Describe(setup);
+  const std::string marker = dir_.Sub("job-started");
+  // A migration that hangs, a build that hangs, a service that never gets healthy.
+  ASSERT_TRUE(origin_.WriteFile("bin/hang", "#!/bin/sh\ntouch \"$1\"\nexec sleep 600\n"));
+  ASSERT_TRUE(origin_.MakeExecutable("bin/hang"));
+  const std::string hang_sha = CommitAndFetch({{"VERSION", "3\n"}}, "a command that hangs");
+
+  auto start = [&](const std::string& name, const std::string& steps) {
+    StartRequest request;
+    request.flow_name = name;
+    request.body = FlowOfSteps(steps);
+    auto id = engine_->Start(request);
+    EXPECT_TRUE(id) << (id ? "" : id.error().message);
+    return id ? *id : -1;
+  };
+  auto cancel_when = [&](int64_t id, const std::function<bool()>& ready) {
+    for (int i = 0; i < 400 && !ready(); ++i) std::this_thread::sleep_for(25ms);
+    EXPECT_TRUE(ready());
+    const auto asked = std::chrono::steady_clock::now();
+    EXPECT_TRUE(engine_->Cancel(id));
+    auto status = engine_->Wait(id, 20s);
+    EXPECT_TRUE(status && IsFinished(*status));
+    EXPECT_LT(std::chrono::steady_clock::now() - asked, 8s) << "the cancel waited for the work to end";
+    auto run = engine_->Get(id);
+    return run ? *run : RunRecord{};
+  };
+
+  // 1. A job that hangs: the cancel kills it; the job run is recorded failed.
+  int64_t job_run = start("hang-job", R"(
+      {"kind": "Build", "ref": "b", "spec": {"id": "shop-builder", "sha": ")" + hang_sha + R"("}, "condition": "success"},
+      {"kind": "Release", "spec": {"type": "build", "origin": {"id": "shop-builder", "build": "${refs.b.id}"},
+                                   "target": {"id": "shop-migrate", "type": "job"}}},
+      {"kind": "Action", "ref": "hang", "spec": {"kind": "Job", "spec": {"type": "execute",
+          "data": {"jobId": "shop-migrate", "command": ["bin/hang", ")" + marker + R"("]}}}})");
+  RunRecord cancelled = cancel_when(job_run, [&] { return fs::exists(marker); });
+  EXPECT_EQ(cancelled.status, RunStatus::kAborted) << Describe(cancelled);
+  auto runs = jobs_->List("shop-migrate");
+  ASSERT_TRUE(runs && !runs->empty());
+  EXPECT_EQ(runs->front().state, runtime::JobState::kFailed);
+  EXPECT_NE(runs->front().error.find("cancelled"), std::string::npos) << runs->front().error;
+
+  // 2. A build that hangs.
+  const std::string build_sha = CommitAndFetch({{"Makefile", "build:\n\ttouch " + marker + "-build && sleep 600\n"}},
+                                               "a build that hangs");
+  int64_t build_run = start("hang-build", R"(
+      {"kind": "Build", "spec": {"id": "shop-builder", "sha": ")" + build_sha + R"("}})");
+  cancelled = cancel_when(build_run, [&] { return fs::exists(marker + "-build"); });
+  EXPECT_EQ(cancelled.status, RunStatus::kAborted) << Describe(cancelled);
+  auto build = builds_->Find("shop-builder", build_sha);
+  ASSERT_TRUE(build && *build);
+  EXPECT_EQ((*build)->state, runtime::BuildState::kFailed);
+
+  // 3. A deploy whose new process never gets healthy: the old one keeps serving.
+  const int port = WebPort();
+  const std::string sick_sha = CommitAndFetch(
+      {{"Makefile", "build:\n\ttrue\n"}, {"bin/shop", "#!/bin/sh\ntouch " + marker + "-sick\nexec sleep 600\n"}},
+      "a web server that never answers");
+  int64_t deploy_run = start("sick-deploy", R"(
+      {"kind": "Build", "ref": "b", "spec": {"id": "shop-builder", "sha": ")" + sick_sha + R"("}, "condition": "success"},
+      {"kind": "Release", "spec": {"type": "build", "origin": {"id": "shop-builder", "build": "${refs.b.id}"},
+                                   "target": {"id": "shop-web", "type": "service"}}})");
+  cancelled = cancel_when(deploy_run, [&] { return fs::exists(marker + "-sick"); });
+  EXPECT_EQ(cancelled.status, RunStatus::kAborted) << Describe(cancelled);
+  EXPECT_EQ(WebPort(), port);
+  EXPECT_EQ(Field(GetPage(port), "version"), "1");
+  auto web = services_->Get("shop-web");
+  ASSERT_TRUE(web && *web);
+  EXPECT_EQ((*web)->build, "shop-builder@" + first_commit_);
 }
 
 TEST_F(ReleaseTest, RecheckAfterARestartVerifiesInsteadOfRunningAgain) {

@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <future>
 #include <random>
@@ -226,6 +227,36 @@ TEST_F(ServicesTest, ABuildThatNeverBecomesHealthyIsStoppedAndTheOldKeepsServing
       << crashing.error().message;
   EXPECT_NE(crashing.error().message.find("ValueError"), std::string::npos) << "the log's tail is in the error";
   EXPECT_EQ(Status().pid, v2.pid);
+}
+
+TEST_F(ServicesTest, AStartupWindowOrAnAbandonCutsTheWaitForHealthShort) {
+  ASSERT_TRUE(manager_->Deploy(Spec("v2")));
+  ServiceStatus v2 = Status();
+  ServiceSpec sick = Spec("v3", {{"HEALTHY", "0"}});
+  sick.health.startup_window = 400ms;  // below the manager's 3 s
+  auto started = std::chrono::steady_clock::now();
+  auto failed = manager_->Deploy(sick);
+  ASSERT_FALSE(failed);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 2500ms);
+  EXPECT_NE(failed.error().message.find("did not become healthy within 400ms"), std::string::npos)
+      << failed.error().message;
+
+  std::atomic<bool> abandon{false};
+  sick.health.startup_window = 0ms;
+  sick.abandon = [&] { return abandon.load(); };
+  std::thread later([&] {
+    std::this_thread::sleep_for(200ms);
+    abandon = true;
+  });
+  started = std::chrono::steady_clock::now();
+  failed = manager_->Deploy(sick);
+  later.join();
+  ASSERT_FALSE(failed);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 2500ms);
+  EXPECT_NE(failed.error().message.find("abandoned"), std::string::npos) << failed.error().message;
+  EXPECT_TRUE(ProcessesIn(BuildDir("v3")).empty());
+  EXPECT_EQ(Status().pid, v2.pid);
+  EXPECT_EQ(HttpGet(v2.port), "v2 " + std::to_string(v2.port));
 }
 
 TEST_F(ServicesTest, AKilledProcessIsRestartedWithBackoffOnItsPort) {
