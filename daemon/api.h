@@ -51,6 +51,9 @@ struct ApiOptions {
   std::chrono::milliseconds writeback_wait{3'000};
   // How often GET /api/v1/runs/{id}/logs?follow=true looks for new output.
   std::chrono::milliseconds follow_interval{200};
+  // A follow that has sent nothing for this long says which nodes are still
+  // running and for how long.
+  std::chrono::milliseconds follow_progress{10'000};
 };
 
 struct ApiDeps {

@@ -94,6 +94,19 @@ std::string NodeHeader(const runner::NodeRecord& n) {
   return line + "\n";
 }
 
+// "... 0.2 JobRun migrate running for 42s" for each node still at work.
+std::string ProgressLines(const runner::RunRecord& run) {
+  std::string out;
+  const int64_t now = runner::NowMillis();
+  for (const auto& n : run.nodes) {
+    if (n.status == runner::NodeStatus::kPending || runner::IsFinished(n.status) || n.kind == "Workflow") continue;
+    out += "... " + n.path + " " + n.kind + (n.ref.empty() ? "" : " " + n.ref) + " " +
+           runner::NodeStatusName(n.status) + " for " + std::to_string(std::max<int64_t>(0, now - n.started_at) / 1000) +
+           "s\n";
+  }
+  return out;
+}
+
 std::string WithNewline(std::string text) {
   if (!text.empty() && text.back() != '\n') text += '\n';
   return text;
@@ -255,6 +268,7 @@ void RunRoutes::FollowLogs(int64_t id, const StreamWriter& write) {
   std::map<std::string, size_t> sent;                  // node path -> bytes of its log sent
   std::map<std::string, runner::NodeStatus> shown;    // node path -> status in its last header
   std::string current;                                // the node whose output was sent last
+  auto last_write = std::chrono::steady_clock::now();
   while (!stopping_) {
     auto run = deps_.runs->engine().Get(id);
     if (!run) return;
@@ -285,6 +299,9 @@ void RunRoutes::FollowLogs(int64_t id, const StreamWriter& write) {
     }
     const bool concluded = runner::IsFinished(run->status);
     if (concluded) out += RunFooter(*run);
+    const auto now = std::chrono::steady_clock::now();
+    if (out.empty() && now - last_write >= options_.follow_progress) out = ProgressLines(*run);
+    if (!out.empty()) last_write = now;
     if (!out.empty() && !write(out)) return;
     if (concluded) return;
     std::this_thread::sleep_for(options_.follow_interval);

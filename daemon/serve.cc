@@ -128,6 +128,7 @@ void ApplyEnvironment(ApiOptions* options) {
   };
   duration("GITOPSD_HTTP_READ_TIMEOUT", &options->read_timeout);
   duration("GITOPSD_WRITEBACK_WAIT", &options->writeback_wait);
+  duration("GITOPSD_FOLLOW_PROGRESS", &options->follow_progress);
 }
 
 // The runner's polling of waiting nodes (tests make it quick).

@@ -140,6 +140,11 @@ NodeOutcome OutcomeFromJson(const json::Value& v) {
 
 NodeOutcome FailWith(const Error& e) { return NodeOutcome::Failure(e.message); }
 
+// A process's output lines into the node log, indented under gitopsd's own.
+std::function<void(std::string_view)> ProcessOutput(const NodeContext& ctx) {
+  return [&ctx](std::string_view line) { ctx.log("  " + std::string(line)); };
+}
+
 class RuntimeExecutor final : public NodeExecutor {
  public:
   explicit RuntimeExecutor(RuntimeDeps deps) : d_(std::move(deps)) {}
@@ -185,7 +190,8 @@ class RuntimeExecutor final : public NodeExecutor {
                                       const std::string& previous);
   // The build a deployed service runs, from its status.
   Result<std::pair<runtime::ServiceStatus, BuildRecord>> RunningBuild(const std::string& service);
-  NodeOutcome JobRunOutcome(const NodeContext& ctx, const runtime::JobRun& run);
+  // `streamed`: its output already went to the node log line by line.
+  NodeOutcome JobRunOutcome(const NodeContext& ctx, const runtime::JobRun& run, bool streamed = false);
 
   RuntimeDeps d_;
 };
@@ -416,7 +422,12 @@ NodeOutcome RuntimeExecutor::Build(const NodeContext& ctx) {
   return Journaled(ctx, std::move(detail), [&] {
     ctx.log("building " + id + " at " + commit + (branch.empty() ? "" : " (" + branch + ")"));
     runtime::BuildSpec spec{
-        .service = id, .command = cfg->command, .env = cfg->env, .timeout = cfg->timeout, .abandon = ctx.abandoned};
+        .service = id,
+        .command = cfg->command,
+        .env = cfg->env,
+        .timeout = cfg->timeout,
+        .abandon = ctx.abandoned,
+        .output = ProcessOutput(ctx)};
     auto record = d_.builds->Build(spec, **mirror, commit);
     if (!record) return FailWith(record.error());
     if (!record->succeeded()) {
@@ -609,11 +620,12 @@ NodeOutcome RuntimeExecutor::RecheckRelease(const NodeContext& ctx, const Execut
 
 // ---- jobs ----
 
-NodeOutcome RuntimeExecutor::JobRunOutcome(const NodeContext& ctx, const runtime::JobRun& run) {
-  // The output once, when the run has ended: a re-check of a job still
-  // running must not copy it into the node log again.
+NodeOutcome RuntimeExecutor::JobRunOutcome(const NodeContext& ctx, const runtime::JobRun& run, bool streamed) {
+  // Not streamed (a run adopted after a restart): the output once, when the
+  // run has ended; a re-check of a job still running must not copy it into
+  // the node log again.
   if (run.state == runtime::JobState::kRunning) return NodeOutcome::Waiting(JobRunData(run));
-  std::string tail = runtime::ReadTail(run.log_path, 20);
+  std::string tail = streamed ? "" : runtime::ReadTail(run.log_path, 20);
   if (!tail.empty()) ctx.log("job " + run.job + " run " + std::to_string(run.id) + " output (last lines):\n" + tail);
   if (run.succeeded()) return NodeOutcome::Success(JobRunData(run));
   return NodeOutcome::Failure("job " + Quoted(run.job) + " run " + std::to_string(run.id) + " (" + run.build +
@@ -653,13 +665,14 @@ NodeOutcome RuntimeExecutor::JobRun(const NodeContext& ctx, const std::string& j
                         .env = std::move(*env),
                         .active_deadline = cfg->active_deadline,
                         .backoff_limit = cfg->backoff_limit,
-                        .abandon = ctx.abandoned};
+                        .abandon = ctx.abandoned,
+                        .output = ProcessOutput(ctx)};
   json::Value detail = json::Value::Object({{"job", Str(job_id)}, {"build", Str(ref.id())}});
   return Journaled(ctx, std::move(detail), [&] {
     ctx.log("running job " + job_id + " (" + ref.id() + ")");
     auto run = d_.jobs->Run(spec);
     if (!run) return FailWith(run.error());
-    return JobRunOutcome(ctx, *run);
+    return JobRunOutcome(ctx, *run, /*streamed=*/true);
   });
 }
 

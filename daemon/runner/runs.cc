@@ -190,6 +190,31 @@ bool IsFinished(NodeStatus s) {
          s == NodeStatus::kAborted;
 }
 
+namespace {
+
+// The flow's tree with the values of every SecretGroup node's secrets
+// replaced by "***" (a Template may hold literal secrets; answers never do).
+void MaskSecrets(json::Value& v) {
+  if (v.is_array()) {
+    for (json::Value& item : v.items()) MaskSecrets(item);
+    return;
+  }
+  if (!v.is_object()) return;
+  const json::Value* kind = v.Find("kind");
+  json::Value* spec = v.Find("spec");
+  if (kind && kind->is_string() && kind->as_string() == "SecretGroup" && spec && spec->is_object()) {
+    if (json::Value* secrets = spec->Find("secrets"); secrets && secrets->is_object()) {
+      for (auto& [section, values] : secrets->members()) {
+        if (!values.is_object()) continue;
+        for (auto& [key, value] : values.members()) value = json::Value::String("***");
+      }
+    }
+  }
+  for (auto& [key, member] : v.members()) MaskSecrets(member);
+}
+
+}  // namespace
+
 json::Value RunToJson(const RunRecord& run, bool with_spec) {
   json::Value out = json::Value::Object();
   out.Set("id", json::Value::Number(static_cast<double>(run.id)));
@@ -212,7 +237,9 @@ json::Value RunToJson(const RunRecord& run, bool with_spec) {
   out.Set("endedAt", TimeJson(run.ended_at));
   if (with_spec) {
     const json::Value* spec = run.body.Find("spec");
-    out.Set("spec", spec ? *spec : json::Value());
+    json::Value shown = spec ? *spec : json::Value();
+    MaskSecrets(shown);
+    out.Set("spec", std::move(shown));
   }
   if (!run.nodes.empty()) {
     json::Value nodes = json::Value::Array();

@@ -178,6 +178,7 @@ struct ProcessBuildRunner::Impl {
                       .cwd = spec.workdir.empty() ? r->dir : (fs::path(r->dir) / spec.workdir).string(),
                       .env = spec.env,
                       .log_file = r->log_path};
+    LogFollower follow(r->log_path, spec.output);
     auto child = Child::Launch(launch);
     if (!child) {
       r->state = BuildState::kFailed;
@@ -187,7 +188,11 @@ struct ProcessBuildRunner::Impl {
     }
     (void)RecordProcess(*r, child->identity());  // best effort: only used to clean up after a crash
     auto deadline = std::chrono::steady_clock::now() + spec.timeout;
-    ExitStatus exit = child->Wait(deadline, options.stop_grace, spec.abandon);
+    ExitStatus exit = child->Wait(deadline, options.stop_grace, [&] {
+      follow.Poll();
+      return spec.abandon && spec.abandon();
+    });
+    follow.Flush();
     if (exit.signal == 0 && !exit.timed_out) r->exit_code = exit.exit_code;
     r->state = exit.ok() ? BuildState::kSucceeded : BuildState::kFailed;
     if (exit.timed_out) {

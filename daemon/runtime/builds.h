@@ -26,6 +26,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "sync/status.h"
@@ -47,6 +48,8 @@ struct BuildSpec {
   // fails (a run cancelled or its node timed out); the next Build of the
   // commit builds it again. Unset = never.
   std::function<bool()> abandon{};
+  // Each line the build command writes, as it comes (polled). Unset = none.
+  std::function<void(std::string_view line)> output{};
 };
 
 enum class BuildState { kRunning, kSucceeded, kFailed };

@@ -258,12 +258,18 @@ struct ProcessJobRunner::Impl {
       launch.argv.push_back(program);
       launch.argv.insert(launch.argv.end(), spec.command.begin() + 1, spec.command.end());
     }
+    LogFollower follow(run->log_path, spec.output);
     AppendToLog(run->log_path, "==> gitopsd: job " + spec.job + " run " + std::to_string(run->id) + ", attempt " +
                                    std::to_string(run->attempts) + "\n");
     auto child = Child::Launch(launch);
     if (!child) return std::unexpected(child.error());
     if (auto s = RecordAttempt(*run, status_file, child->identity()); !s) return std::unexpected(s.error());
-    return child->Wait(deadline, options.stop_grace, spec.abandon);
+    ExitStatus exit = child->Wait(deadline, options.stop_grace, [&] {
+      follow.Poll();
+      return spec.abandon && spec.abandon();
+    });
+    follow.Flush();
+    return exit;
   }
 
   // Attempts until one succeeds, the retries run out or the deadline passes.

@@ -31,6 +31,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "sync/status.h"
@@ -51,6 +52,9 @@ struct JobSpec {
   // stopped and the run fails, without retries (a run cancelled or its node
   // timed out). Unset = never.
   std::function<bool()> abandon{};
+  // Each line the job writes to its log, as it comes (polled while it runs;
+  // live progress for the run's node log). Unset = none.
+  std::function<void(std::string_view line)> output{};
 };
 
 enum class JobState { kRunning, kSucceeded, kFailed };

@@ -377,6 +377,48 @@ std::string ReadTail(const std::string& path, size_t max_lines) {
   return text.substr(pos + 1);
 }
 
+LogFollower::LogFollower(std::string path, std::function<void(std::string_view)> sink)
+    : path_(std::move(path)), sink_(std::move(sink)) {
+  std::error_code ec;
+  auto size = fs::file_size(path_, ec);
+  offset_ = ec ? 0 : size;
+}
+
+void LogFollower::Poll() {
+  if (!sink_) return;
+  std::error_code ec;
+  const uint64_t size = fs::file_size(path_, ec);
+  if (ec || size == offset_) return;
+  if (size < offset_) offset_ = 0;  // rotated or truncated: what is there now is new
+  std::ifstream in(path_, std::ios::binary);
+  if (!in) return;
+  in.seekg(static_cast<std::streamoff>(offset_));
+  constexpr uint64_t kMaxRead = 256 * 1024;
+  std::string chunk(std::min(size - offset_, kMaxRead), '\0');
+  in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+  chunk.resize(static_cast<size_t>(in.gcount()));
+  offset_ += chunk.size();
+  constexpr size_t kMaxLine = 4096;
+  size_t start = 0;
+  for (size_t nl = chunk.find('\n'); nl != std::string::npos; nl = chunk.find('\n', start)) {
+    partial_.append(chunk, start, nl - start);
+    sink_(std::string_view(partial_).substr(0, kMaxLine));
+    partial_.clear();
+    start = nl + 1;
+  }
+  partial_.append(chunk, start);
+  if (partial_.size() > kMaxLine) {
+    sink_(std::string_view(partial_).substr(0, kMaxLine));
+    partial_.clear();
+  }
+}
+
+void LogFollower::Flush() {
+  Poll();
+  if (sink_ && !partial_.empty()) sink_(partial_);
+  partial_.clear();
+}
+
 Status CheckResourceName(const std::string& what, const std::string& name) {
   bool ok = !name.empty() && name.size() <= 100 && name[0] != '.';
   for (unsigned char c : name) ok = ok && (std::isalnum(c) != 0 || c == '.' || c == '_' || c == '-');

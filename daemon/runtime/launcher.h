@@ -25,6 +25,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "sync/status.h"
@@ -130,6 +131,24 @@ bool RotateLogIfLarger(const std::string& path, uint64_t max_bytes, int keep);
 
 // The last `max_lines` lines of a file (at most the last 64 KiB), or "".
 std::string ReadTail(const std::string& path, size_t max_lines);
+
+// Follows a log file a process appends to and hands each new complete line
+// to `sink` (without its newline), for live progress. Starts at the file's
+// current end. Poll() is cheap when nothing was written; a file that shrank
+// (rotated or truncated) is followed again from its start. Long lines are
+// cut at 4 KiB. Not thread-safe: one follower per waiting thread.
+class LogFollower {
+ public:
+  LogFollower(std::string path, std::function<void(std::string_view line)> sink);
+  void Poll();   // new complete lines
+  void Flush();  // and the last partial line, once the writer has ended
+
+ private:
+  std::string path_;
+  std::function<void(std::string_view)> sink_;
+  uint64_t offset_ = 0;
+  std::string partial_;
+};
 
 // A resource name used as a folder name: [A-Za-z0-9._-], not starting with
 // '.', at most 100 characters. `what` names it in the error ("build service").

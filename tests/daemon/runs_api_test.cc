@@ -174,6 +174,7 @@ TEST_F(RunsApiTest, ListsAreNewestFirstAndFilter) {
 }
 
 TEST_F(RunsApiTest, LogsAreTextPerNodeAndFollowStreamsUntilTheRunConcludes) {
+  daemon_.SetEnv("GITOPSD_FOLLOW_PROGRESS", "150ms");
   ASSERT_TRUE(Start());
   const int64_t id = StartedId(StartRun("gate"));
   ASSERT_GT(id, 0);
@@ -187,9 +188,11 @@ TEST_F(RunsApiTest, LogsAreTextPerNodeAndFollowStreamsUntilTheRunConcludes) {
 
   HttpReply followed;
   std::thread follower([&] { followed = daemon_.Get(logs + "?follow=true"); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
   ASSERT_EQ(daemon_.Post("/api/v1/runs/" + std::to_string(id) + "/approve", Writer()).status, 200);
   follower.join();
+  // While nothing new was logged, the follow said what is still at work.
+  EXPECT_TRUE(Contains(followed.body, "... 0.0 Approval gate approval_wait for ")) << followed.body;
   ASSERT_EQ(followed.status, 200) << followed.error;
   EXPECT_EQ(followed.headers["Transfer-Encoding"], "chunked");
   EXPECT_TRUE(Contains(followed.body, "== 0.0 Approval gate [approval_wait]")) << followed.body;

@@ -238,6 +238,22 @@ TEST_F(EngineTest, SequentialStepsRunInOrderAndTheRunSucceeds) {
   EXPECT_TRUE(j.Find("nodes")->items()[2].Find("startedAt")->is_string());
 }
 
+TEST(RunJsonTest, TheFlowSpecShownWithARunMasksSecretGroupValues) {
+  RunRecord run;
+  auto body = json::Parse(R"({"spec": {"kind": "Workflow", "spec": {"type": "sequential", "steps": [
+    {"kind": "SecretGroup", "spec": {"name": "shop-secrets",
+      "secrets": {"variables": {"API_KEY": "s3cret-value"}, "files": {"/etc/key": {"data": "pem"}}}}},
+    {"kind": "JobRun", "spec": {"jobId": "secrets-are-not-here"}}]}}})");
+  ASSERT_TRUE(body);
+  run.body = *body;
+  const std::string shown = json::Serialize(RunToJson(run, /*with_spec=*/true));
+  EXPECT_EQ(shown.find("s3cret-value"), std::string::npos) << shown;
+  EXPECT_EQ(shown.find("pem"), std::string::npos) << shown;
+  EXPECT_NE(shown.find("API_KEY"), std::string::npos) << "the names stay: " << shown;
+  EXPECT_NE(shown.find("secrets-are-not-here"), std::string::npos) << shown;
+  EXPECT_NE(json::Serialize(run.body).find("s3cret-value"), std::string::npos) << "the record itself is untouched";
+}
+
 TEST_F(EngineTest, AFailedStepStopsTheFlowAndTheRunFails) {
   executor_.On("b", [](const NodeContext&, bool, const json::Value&) {
     return NodeOutcome::Failure("migration 0042 failed: relation exists");

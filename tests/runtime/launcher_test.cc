@@ -10,9 +10,11 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <set>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include "tests/support/temp_dir.h"
 
@@ -175,6 +177,30 @@ TEST_F(LauncherTest, LogsRotateByCopyAndTruncateKeepingN) {
   EXPECT_EQ(ReadTextFile(log + ".1"), std::string(150, 'c'));
   EXPECT_EQ(ReadTextFile(log + ".2"), std::string(150, 'b'));
   EXPECT_FALSE(std::filesystem::exists(log + ".3"));
+}
+
+TEST_F(LauncherTest, AFollowerHandsOverNewCompleteLinesAndStartsAgainAfterARotation) {
+  const std::string log = dir_.Sub("follow.log");
+  ASSERT_TRUE(WriteTextFile(log, "written before\n"));
+  std::vector<std::string> lines;
+  LogFollower follow(log, [&](std::string_view line) { lines.emplace_back(line); });
+  follow.Poll();
+  EXPECT_TRUE(lines.empty()) << "it starts at the end";
+  {
+    std::ofstream out(log, std::ios::app);
+    out << "one\ntwo\nthr";
+  }
+  follow.Poll();
+  EXPECT_EQ(lines, (std::vector<std::string>{"one", "two"}));
+  {
+    std::ofstream out(log, std::ios::app);
+    out << "ee\n";
+  }
+  follow.Poll();
+  EXPECT_EQ(lines.back(), "three");
+  ASSERT_TRUE(WriteTextFile(log, "after rotation\nlast"));  // shorter: truncated and written again
+  follow.Flush();
+  EXPECT_EQ(lines, (std::vector<std::string>{"one", "two", "three", "after rotation", "last"}));
 }
 
 TEST_F(LauncherTest, TailGivesTheLastLines) {

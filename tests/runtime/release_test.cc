@@ -476,7 +476,7 @@ TEST_F(ReleaseTest, CancelStopsARunningJobBuildAndDeployAndKeepsTheOldVersion) {
   ASSERT_EQ(setup.status, RunStatus::kSuccess) << Describe(setup);
   const std::string marker = dir_.Sub("job-started");
   // A migration that hangs, a build that hangs, a service that never gets healthy.
-  ASSERT_TRUE(origin_.WriteFile("bin/hang", "#!/bin/sh\ntouch \"$1\"\nexec sleep 600\n"));
+  ASSERT_TRUE(origin_.WriteFile("bin/hang", "#!/bin/sh\necho \"hanging on $1\"\ntouch \"$1\"\nexec sleep 600\n"));
   ASSERT_TRUE(origin_.MakeExecutable("bin/hang"));
   const std::string hang_sha = CommitAndFetch({{"VERSION", "3\n"}}, "a command that hangs");
 
@@ -507,7 +507,16 @@ TEST_F(ReleaseTest, CancelStopsARunningJobBuildAndDeployAndKeepsTheOldVersion) {
                                    "target": {"id": "shop-migrate", "type": "job"}}},
       {"kind": "Action", "ref": "hang", "spec": {"kind": "Job", "spec": {"type": "execute",
           "data": {"jobId": "shop-migrate", "command": ["bin/hang", ")" + marker + R"("]}}}})");
-  RunRecord cancelled = cancel_when(job_run, [&] { return fs::exists(marker); });
+  // Its output reaches the node's log while it runs.
+  auto live_output = [&] {
+    auto run = engine_->Get(job_run);
+    if (!run) return false;
+    for (const NodeRecord& n : run->nodes) {
+      if (n.ref == "hang") return n.log.find("  hanging on " + marker + "\n") != std::string::npos;
+    }
+    return false;
+  };
+  RunRecord cancelled = cancel_when(job_run, live_output);
   EXPECT_EQ(cancelled.status, RunStatus::kAborted) << Describe(cancelled);
   auto runs = jobs_->List("shop-migrate");
   ASSERT_TRUE(runs && !runs->empty());
