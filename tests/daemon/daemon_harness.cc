@@ -9,6 +9,9 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
 #include <thread>
 
 namespace gitopsd::test {
@@ -136,6 +139,27 @@ void KillReportedServices(DaemonUnderTest& daemon) {
       ::kill(static_cast<pid_t>(pid->as_double()), SIGKILL);
     }
   }
+}
+
+std::vector<pid_t> ProcessesIn(const std::string& dir, const std::string& word) {
+  namespace fs = std::filesystem;
+  std::vector<pid_t> out;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
+    std::error_code link_ec;
+    const std::string cwd = fs::read_symlink(entry.path() / "cwd", link_ec).string();
+    if (link_ec || !cwd.starts_with(dir + "/")) continue;
+    std::string stat = ReadTextFile(entry.path() / "stat");
+    const size_t close = stat.rfind(')');
+    if (close == std::string::npos || close + 2 >= stat.size() || stat[close + 2] == 'Z') continue;
+    std::string cmdline = ReadTextFile(entry.path() / "cmdline");
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    if (!word.empty() && cmdline.find(word) == std::string::npos) continue;
+    out.push_back(static_cast<pid_t>(std::stol(name)));
+  }
+  return out;
 }
 
 }  // namespace gitopsd::test

@@ -2,6 +2,8 @@
 // configuration written by the test, talk HTTP to it, wait for conditions
 // with a deadline (never a fixed sleep), and stop it by PID.
 #pragma once
+#include <sys/types.h>
+
 #include <chrono>
 #include <functional>
 #include <map>
@@ -95,5 +97,10 @@ class DaemonUnderTest {
 // Services the runtime started outlive the daemon by design: tests that
 // deploy some end them with this, by the pids GET /api/v1/services reports.
 void KillReportedServices(DaemonUnderTest& daemon);
+
+// Live processes (zombies excluded) whose working folder is inside `dir`
+// (e.g. a daemon's state folder: its builds, jobs and services), and whose
+// argv has `word` when it is not empty.
+std::vector<pid_t> ProcessesIn(const std::string& dir, const std::string& word = "");
 
 }  // namespace gitopsd::test

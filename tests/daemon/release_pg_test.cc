@@ -9,6 +9,7 @@
 
 #include <string>
 
+#include "tests/daemon/run_waits.h"
 #include "tests/daemon/write_fixture.h"
 #include "tests/support/postgres.h"
 
@@ -71,22 +72,6 @@ constexpr const char* kProductionJson = R"({
 }
 )";
 
-// The node of `run` whose `key` ("ref" or "path") is `value`.
-json::Value Node(const json::Value& run, const std::string& key, const std::string& value) {
-  if (const json::Value* nodes = run.Find("nodes"); nodes && nodes->is_array()) {
-    for (const auto& n : nodes->items()) {
-      if (StringField(n, key) == value) return n;
-    }
-  }
-  return json::Value();
-}
-
-// A string of a node's response data ("" when absent).
-std::string DataField(const json::Value& node, const std::string& field) {
-  const json::Value* data = node.Find("data");
-  return data && data->is_object() ? StringField(*data, field) : "";
-}
-
 class ReleasePgTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -122,27 +107,8 @@ class ReleasePgTest : public ::testing::Test {
     daemon_.Stop();
   }
 
-  std::map<std::string, std::string> Writer() {
-    return {{"Authorization", Bearer(kWriteToken)}, {"Content-Type", "application/json"}};
-  }
-
-  json::Value Concluded(int64_t id) {
-    json::Value run;
-    WaitUntil(
-        [&] {
-          auto body = daemon_.Get("/api/v1/runs/" + std::to_string(id)).Json();
-          if (body) run = *body;
-          return body && body->Find("concluded") && body->Find("concluded")->as_bool();
-        },
-        std::chrono::seconds(30));
-    return run;
-  }
-
-  std::string Explain(const json::Value& run) {
-    const auto id = static_cast<int64_t>(NumberField(run, "id"));
-    return json::SerializeCompact(run) + "\n" +
-           daemon_.Get("/api/v1/runs/" + std::to_string(id) + "/logs").body + "\n" + daemon_.Output();
-  }
+  json::Value Concluded(int64_t id) { return test::Concluded(daemon_, id, std::chrono::seconds(30)); }
+  std::string Explain(const json::Value& run) { return test::Explain(daemon_, run) + "\n" + daemon_.Output(); }
 
   int64_t Release(const std::string& version) {
     EXPECT_TRUE(repo_.WriteFile("VERSION", version + "\n"));
@@ -203,7 +169,7 @@ TEST_F(ReleasePgTest, BackupMigrateThenRollBackRestoringTheBackup) {
   const json::Value first = Concluded(Release("2"));
   ASSERT_EQ(StringField(first, "status"), "success") << Explain(first);
   EXPECT_EQ(Rows(), "migrated\n");
-  const std::string first_backup = DataField(Node(first, "ref", "pre-release-backup"), "id");
+  const std::string first_backup = DataField(NodeByRef(first, "pre-release-backup"), "id");
   ASSERT_FALSE(first_backup.empty()) << Explain(first);
   const json::Value listed = BackupById(first_backup);
   EXPECT_EQ(StringField(listed, "addon"), kAddon) << daemon_.Get("/api/v1/backups").body;
@@ -220,7 +186,7 @@ TEST_F(ReleasePgTest, BackupMigrateThenRollBackRestoringTheBackup) {
   const json::Value second = Concluded(second_id);
   ASSERT_EQ(StringField(second, "status"), "success") << Explain(second);
   EXPECT_EQ(Rows(), "migrated,between,migrated\n");
-  const std::string second_backup = DataField(Node(second, "ref", "pre-release-backup"), "id");
+  const std::string second_backup = DataField(NodeByRef(second, "pre-release-backup"), "id");
   ASSERT_FALSE(second_backup.empty()) << Explain(second);
   EXPECT_NE(second_backup, first_backup);
   EXPECT_GT(NumberField(BackupById(second_backup), "size"), 0);
@@ -232,7 +198,7 @@ TEST_F(ReleasePgTest, BackupMigrateThenRollBackRestoringTheBackup) {
   const json::Value back = Concluded(static_cast<int64_t>(NumberField(*rollback.Json(), "id")));
   ASSERT_EQ(StringField(back, "status"), "success") << Explain(back);
   EXPECT_EQ(Rows(), before_second);
-  const json::Value restore = Node(back, "path", "0.0");
+  const json::Value restore = Node(back, "0.0");
   EXPECT_EQ(StringField(restore, "kind"), "Action") << "the restore comes first: " << Explain(back);
   EXPECT_EQ(DataField(restore, "backupId"), second_backup) << Explain(back);
 

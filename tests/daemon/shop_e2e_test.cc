@@ -16,6 +16,7 @@
 #include <atomic>
 #include <filesystem>
 
+#include "tests/daemon/run_waits.h"
 #include "tests/daemon/write_fixture.h"
 
 namespace gitopsd::test {
@@ -63,15 +64,6 @@ class Receiver {
   Poco::Net::HTTPServer server_;
 };
 
-json::Value Node(const json::Value& run, const std::string& path) {
-  if (const json::Value* nodes = run.Find("nodes"); nodes && nodes->is_array()) {
-    for (const auto& n : nodes->items()) {
-      if (StringField(n, "path") == path) return n;
-    }
-  }
-  return json::Value();
-}
-
 class ShopTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -101,29 +93,9 @@ class ShopTest : public ::testing::Test {
     daemon_.Stop();
   }
 
-  std::map<std::string, std::string> Writer() {
-    return {{"Authorization", Bearer(kWriteToken)}, {"Content-Type", "application/json"}};
-  }
-
   // Waits for the run to conclude; its JSON.
-  json::Value Concluded(int64_t id) {
-    json::Value run;
-    WaitUntil(
-        [&] {
-          auto body = daemon_.Get("/api/v1/runs/" + std::to_string(id)).Json();
-          if (body) run = *body;
-          return body && body->Find("concluded") && body->Find("concluded")->as_bool();
-        },
-        std::chrono::seconds(90));
-    return run;
-  }
-
-  std::string Explain(const json::Value& run) {
-    return json::SerializeCompact(run) + "\n" +
-           daemon_.Get("/api/v1/runs/" + std::to_string(static_cast<int64_t>(NumberField(run, "id"))) +
-                       "/logs")
-               .body;
-  }
+  json::Value Concluded(int64_t id) { return test::Concluded(daemon_, id, std::chrono::seconds(90)); }
+  std::string Explain(const json::Value& run) { return test::Explain(daemon_, run); }
 
   // The version the shop's web service answers with ("" when it does not).
   std::string ServedVersion() {
