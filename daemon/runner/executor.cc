@@ -628,8 +628,10 @@ NodeOutcome RuntimeExecutor::JobRunOutcome(const NodeContext& ctx, const runtime
   std::string tail = streamed ? "" : runtime::ReadTail(run.log_path, 20);
   if (!tail.empty()) ctx.log("job " + run.job + " run " + std::to_string(run.id) + " output (last lines):\n" + tail);
   if (run.succeeded()) return NodeOutcome::Success(JobRunData(run));
-  return NodeOutcome::Failure("job " + Quoted(run.job) + " run " + std::to_string(run.id) + " (" + run.build +
-                              ") failed after " + std::to_string(run.attempts) + " attempt(s): " + run.error);
+  const std::string how = run.attempts == 0 ? ") could not start: "
+                                             : ") failed after " + std::to_string(run.attempts) + " attempt(s): ";
+  return NodeOutcome::Failure("job " + Quoted(run.job) + " run " + std::to_string(run.id) + " (" + run.build + how +
+                              run.error);
 }
 
 NodeOutcome RuntimeExecutor::JobRun(const NodeContext& ctx, const std::string& job_id, const json::Value* env_overrides,

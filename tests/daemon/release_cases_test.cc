@@ -138,7 +138,9 @@ constexpr const char* kTemplateJson = R"({
                      "command": ["python3", "app/serve.py"]},
       "ports": [{"name": "http", "internalPort": 8080, "protocol": "HTTP", "public": true}],
       "healthChecks": [{"protocol": "HTTP", "path": "/healthz", "type": "readinessProbe",
-                        "periodSeconds": 1, "timeoutSeconds": 1}]}}
+                        "periodSeconds": 1, "timeoutSeconds": 1},
+                       {"protocol": "HTTP", "path": "/healthz", "type": "startupProbe",
+                        "periodSeconds": 1, "failureThreshold": 6}]}}
   ]}}
 }
 )";
@@ -497,16 +499,15 @@ TEST_F(ReleaseCasesTest, AJobPastItsDeadlineIsStoppedAndNothingDeploys) {
   ExpectVersionOneStillServes();
 }
 
-// The runtime waits 60 s (ProcessServiceOptions::ready_timeout, which no
-// configuration key or service field shortens) for a new build to turn
-// healthy: this case takes a minute.
+// The template's startupProbe gives a new build 6 s (failureThreshold x
+// periodSeconds) to turn healthy.
 TEST_F(ReleaseCasesTest, ANewBuildThatNeverTurnsHealthyFailsTheReleaseAndTheOldBuildKeepsServing) {
   ASSERT_NO_FATAL_FAILURE(Commit("2", {{"UNHEALTHY", "answer /healthz with 503\n"}}));
   const int64_t id = StartRun("release");
   const json::Value run = Concluded(daemon_, id, seconds(120));
 
   ExpectFailedAt(run, "0.2", "Release",
-                 {"app-web", "did not become healthy within 60s", "GET /healthz answered 503",
+                 {"app-web", "did not become healthy within 6s", "GET /healthz answered 503",
                   StringField(first_web_, "build") + " keeps serving"});
   EXPECT_EQ(StringField(Node(run, "0.0"), "status"), "success");
   EXPECT_EQ(StringField(Node(run, "0.1"), "status"), "success");
@@ -570,28 +571,24 @@ TEST_F(ReleaseCasesTest, AFailedBuildFailsTheRunAndTheServiceKeepsItsBuild) {
   EXPECT_EQ(StringField(Web(), "build"), "app-builder@" + repo_.Head());
 }
 
-// A flow's dry run resolves its ${...}, no more: a resource it names is
-// looked up when its node runs (executor.h: "A missing resource is a
-// failure naming it"), so such a run starts (201) and fails there.
-TEST_F(ReleaseCasesTest, AFlowNamingAMissingServiceFailsAtThatNode) {
+// A flow naming a resource that neither exists nor is declared by one of its
+// nodes fails its dry run: 422 naming the node's path, and no run starts.
+TEST_F(ReleaseCasesTest, AFlowNamingAMissingServiceOrAddonIsRefusedNamingTheNode) {
   ASSERT_NO_FATAL_FAILURE(Commit("2"));
-  const int64_t id = StartRun("typo-service");
-  const json::Value run = Concluded(daemon_, id, seconds(60));
-
-  ExpectFailedAt(run, "0.1", "Release", {"service \"app-wbe\" does not exist", "declare it in a Template"});
-  ExpectVersionOneStillServes();
-  auto services = daemon_.Get("/api/v1/services").Json();
-  ASSERT_TRUE(services && services->Find("services"));
-  EXPECT_EQ(services->Find("services")->items().size(), 1u) << "app-web only";
-}
-
-TEST_F(ReleaseCasesTest, AFlowNamingAMissingAddonFailsAtThatNodeAndDeploysNothing) {
-  ASSERT_NO_FATAL_FAILURE(Commit("2"));
-  const int64_t id = StartRun("typo-addon");
-  const json::Value run = Concluded(daemon_, id, seconds(60));
-
-  ExpectFailedAt(run, "0.1", "AddonBackup", {"addon \"app-bd\" does not exist", "declare it in a Template"});
-  ExpectSkipped(run, "0.2");
+  const std::pair<const char*, const char*> cases[] = {
+      {"typo-service", "spec.spec.steps[1].spec.target.id: service \"app-wbe\" does not exist; declare it in a "
+                       "Template"},
+      {"typo-addon", "spec.spec.steps[1].spec.addonId: addon \"app-bd\" does not exist; declare it in a Template"}};
+  for (const auto& [flow, problem] : cases) {
+    auto started = daemon_.Post(std::string("/api/v1/release-flows/") + flow + "/runs", Writer(), "{}");
+    EXPECT_EQ(started.status, 422) << started.body;
+    auto body = started.Json();
+    ASSERT_TRUE(body && body->Find("error")) << started.body;
+    EXPECT_NE(StringField(*body->Find("error"), "message").find(problem), std::string::npos) << started.body;
+  }
+  auto runs = daemon_.Get("/api/v1/runs?flow=typo-service").Json();
+  ASSERT_TRUE(runs && runs->Find("runs"));
+  EXPECT_TRUE(runs->Find("runs")->items().empty()) << json::SerializeCompact(*runs);
   ExpectVersionOneStillServes();
   auto backups = daemon_.Get("/api/v1/backups").Json();
   ASSERT_TRUE(backups && backups->Find("backups"));
