@@ -1,0 +1,3 @@
+#include "daemon/triggers/forge.h"
+
+#include <gtest/gtest.h>

@@ -1,0 +1,3 @@
+#include "daemon/triggers/rules.h"
+
+#include <gtest/gtest.h>
