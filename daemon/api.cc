@@ -13,6 +13,7 @@
 #include <Poco/Net/TCPServer.h>
 #include <Poco/Net/TCPServerConnectionFactory.h>
 #include <Poco/ThreadPool.h>
+#include <Poco/String.h>
 #include <Poco/URI.h>
 #include <spdlog/spdlog.h>
 
@@ -69,7 +70,8 @@ class Router {
       : options_(options),
         deps_(deps),
         writes_(options, deps, stopping_),
-        runs_(options, deps, stopping_) {}
+        runs_(options, deps, stopping_),
+        hooks_(deps.hooks) {}
 
   // Waits in progress (for a push) end early; no new ones start.
   void BeginStop() { stopping_ = true; }
@@ -92,6 +94,7 @@ class Router {
     if (p.size() >= 2 && p[0] == "api" && p[1] == "v1") {
       return HandleV1(req, std::vector<std::string>(p.begin() + 2, p.end()));
     }
+    if (auto r = hooks_.RouteHooks(req, p)) return std::move(*r);
     return NotFound(req.path);
   }
 
@@ -124,6 +127,7 @@ class Router {
       return req.method == "POST" ? SyncNow(req, p[1]) : MethodNotAllowed(req.method, "POST");
     }
     if (auto r = runs_.Route(req, p)) return std::move(*r);
+    if (auto r = hooks_.RouteTokens(req, p)) return std::move(*r);
     if (auto r = RouteResources(deps_, req, p)) return std::move(*r);
     return NotFound(req.path);
   }
@@ -322,6 +326,7 @@ class Router {
   std::atomic<bool> stopping_{false};
   WriteRoutes writes_;
   RunRoutes runs_;
+  HookRoutes hooks_;
 };
 
 // ---- Slow clients.
@@ -527,6 +532,7 @@ class Handler : public Poco::Net::HTTPRequestHandler {
     req.content_type = in.get("Content-Type", "");
     req.if_match = in.get("If-Match", "");
     req.if_none_match = in.get("If-None-Match", "");
+    for (const auto& [name, value] : in) req.headers[Poco::toLower(name)] = value;
     if (in.hasContentLength() && in.getContentLength64() > static_cast<Poco::Int64>(max_body_)) {
       Drain(in.stream());
       return TooLarge();

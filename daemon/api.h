@@ -19,6 +19,7 @@
 #include <memory>
 #include <string>
 
+#include "daemon/api_hooks.h"
 #include "sync/status.h"
 
 namespace gitopsd::store {
@@ -68,6 +69,7 @@ struct ApiDeps {
   runtime::JobRunner* jobs = nullptr;
   runtime::ServiceManager* services = nullptr;
   runtime::Addons* addons = nullptr;
+  HookDeps hooks{};  // webhooks and their tokens (api_hooks.h)
 };
 
 class ApiServer {

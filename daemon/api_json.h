@@ -26,6 +26,7 @@ struct Request {
   std::string content_type;
   std::string if_match;
   std::string if_none_match;
+  std::map<std::string, std::string> headers;  // every header; names in lower case
   std::string body;
 };
 

@@ -15,24 +15,6 @@ namespace {
 
 using runner::RunError;
 
-Response RunFailed(const RunError& e) {
-  switch (e.code) {
-    case RunError::Code::kInvalid: {
-      std::vector<json::Value> details;
-      for (const auto& d : e.details) details.push_back(Str(d));
-      return ErrorResponse(422, "invalid_run", e.message, std::move(details));
-    }
-    case RunError::Code::kNotFound:
-      return ErrorResponse(404, "not_found", e.message);
-    case RunError::Code::kConflict:
-      return ErrorResponse(409, "conflict", e.message);
-    case RunError::Code::kInternal:
-      break;
-  }
-  spdlog::error("runner: {}", e.message);
-  return ErrorResponse(500, "internal", e.message);
-}
-
 Response BadRequest(std::string message) {
   return ErrorResponse(400, "bad_request", std::move(message));
 }
@@ -119,6 +101,24 @@ std::string RunFooter(const runner::RunRecord& run) {
 }
 
 }  // namespace
+
+Response RunFailed(const RunError& e) {
+  switch (e.code) {
+    case RunError::Code::kInvalid: {
+      std::vector<json::Value> details;
+      for (const auto& d : e.details) details.push_back(Str(d));
+      return ErrorResponse(422, "invalid_run", e.message, std::move(details));
+    }
+    case RunError::Code::kNotFound:
+      return ErrorResponse(404, "not_found", e.message);
+    case RunError::Code::kConflict:
+      return ErrorResponse(409, "conflict", e.message);
+    case RunError::Code::kInternal:
+      break;
+  }
+  spdlog::error("runner: {}", e.message);
+  return ErrorResponse(500, "internal", e.message);
+}
 
 std::optional<Response> RunRoutes::Route(const Request& req, const std::vector<std::string>& p) {
   const bool post = req.method == "POST";

@@ -26,7 +26,15 @@
 #include "daemon/api.h"
 #include "daemon/api_json.h"
 
+namespace gitopsd::runner {
+struct RunError;
+}
+
 namespace gitopsd::daemon {
+
+// The HTTP answer to a refusal of the runner: 422 (with "details"), 404,
+// 409, or 500 (logged).
+Response RunFailed(const runner::RunError& e);
 
 class RunRoutes {
  public:

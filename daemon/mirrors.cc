@@ -40,6 +40,31 @@ std::map<std::string, std::string> Mirrors::Branches() const {
   return out;
 }
 
+Result<std::string> Mirrors::FetchBranch(const std::string& name, const std::string& branch) const {
+  auto it = repos_.find(name);
+  if (it == repos_.end()) return Fail(UnknownRepository(name));
+  auto repo = Open(name);
+  if (!repo) return std::unexpected(repo.error());
+  std::lock_guard lock(fetch_mu_);
+  return (*repo)->Fetch(branch.empty() ? it->second.branch : branch, it->second.credentials);
+}
+
+namespace {
+std::string_view TrimUrl(std::string_view url) {
+  while (!url.empty() && url.back() == '/') url.remove_suffix(1);
+  if (url.ends_with(".git")) url.remove_suffix(4);
+  return url;
+}
+}  // namespace
+
+std::optional<std::string> Mirrors::Resolve(const std::string& name_or_url) const {
+  if (repos_.contains(name_or_url)) return name_or_url;
+  for (const auto& [name, r] : repos_) {
+    if (TrimUrl(r.url) == TrimUrl(name_or_url)) return name;
+  }
+  return std::nullopt;
+}
+
 std::string Mirrors::UnknownRepository(const std::string& name) const {
   std::string known;
   for (const auto& [n, r] : repos_) known += (known.empty() ? "" : ", ") + n;

@@ -5,6 +5,8 @@
 #pragma once
 #include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 
 #include "sync/reconcile.h"
@@ -36,11 +38,21 @@ class Mirrors {
   // Configured repository -> its synced branch.
   std::map<std::string, std::string> Branches() const;
 
+  // Fetches `branch` of a configured repository into its mirror now; the
+  // fetched commit. Fetches of one repository through Mirrors are
+  // serialised. Errors are Repository::Fetch's.
+  Result<std::string> FetchBranch(const std::string& name, const std::string& branch) const;
+
+  // The configured repository a trigger names: by name, or by a URL equal
+  // to its configured one (ignoring a trailing ".git" or "/").
+  std::optional<std::string> Resolve(const std::string& name_or_url) const;
+
  private:
   std::string UnknownRepository(const std::string& name) const;
 
   std::map<std::string, sync::RepositoryConfig> repos_;
   store::Store& store_;
+  mutable std::mutex fetch_mu_;
 };
 
 }  // namespace gitopsd::daemon

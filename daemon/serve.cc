@@ -17,6 +17,7 @@
 
 #include "daemon/api.h"
 #include "daemon/flow_runs.h"
+#include "daemon/triggers/trigger_store.h"
 #include "daemon/logging.h"
 #include "daemon/metrics.h"
 #include "daemon/mirrors.h"
@@ -219,6 +220,12 @@ class Daemon {
     deps.jobs = jobs_.get();
     deps.services = services_.get();
     deps.addons = addons_.get();
+    deps.hooks = HookDeps{.store = store_.get(),
+                          .runs = runs_.get(),
+                          .triggers = trigger_store_.get(),
+                          .tokens = tokens_.get(),
+                          .verify_commit = [this](const std::string& repository, const std::string& branch,
+                                                  const std::string& sha) { return VerifyCommit(repository, branch, sha); }};
     auto api = ApiServer::Start(api_options, deps);
     if (!api) return Fatal(api.error().message);
     api_ = std::move(*api);
@@ -248,6 +255,21 @@ class Daemon {
   static int Fatal(const std::string& message, int code = kExitRuntime) {
     PrintFatal(message);
     return code;
+  }
+
+  // A commit a webhook names must be one of the branch as fetched now.
+  Status VerifyCommit(const std::string& repository, const std::string& branch, const std::string& sha) {
+    auto name = mirrors_->Resolve(repository);
+    if (!name) return Fail("the trigger's repository \"" + repository + "\" is not configured");
+    auto head = mirrors_->FetchBranch(*name, branch);
+    if (!head) return std::unexpected(head.error());
+    auto mirror = mirrors_->Open(*name);
+    if (!mirror) return std::unexpected(mirror.error());
+    if (!(*mirror)->IsAncestor(sha, *head)) {
+      return Fail("commit " + sha + " is not on branch " + (branch.empty() ? std::string("(configured)") : branch) +
+                  " of " + *name + " (head " + *head + ")");
+    }
+    return Ok();
   }
 
   // The runtime rooms, the executor over them, the runner over the
@@ -304,6 +326,9 @@ class Daemon {
           return mirrors->HeadOf(repo, branch);
         },
         mirrors_->Branches());
+    auto trigger_store = triggers::TriggerStore::Open(dir);
+    if (!trigger_store) return Fail("triggers: " + trigger_store.error().message);
+    trigger_store_ = std::move(*trigger_store);
     spdlog::info("runtime: processes on this host, service ports {}-{}, {}", config.port_range_first,
                  config.port_range_last, DescribeAddons(config));
     return Ok();
@@ -347,6 +372,7 @@ class Daemon {
   std::unique_ptr<runner::NodeExecutor> executor_;
   std::unique_ptr<runner::Engine> engine_;
   std::unique_ptr<FlowRuns> runs_;
+  std::unique_ptr<triggers::TriggerStore> trigger_store_;
   std::unique_ptr<AutorunListener> autorun_;
   std::unique_ptr<Poller> poller_;
   std::unique_ptr<ApiServer> api_;

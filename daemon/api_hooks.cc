@@ -1,0 +1,190 @@
+#include "daemon/api_hooks.h"
+
+#include <spdlog/spdlog.h>
+
+#include "daemon/api_runs.h"
+#include "daemon/flow_runs.h"
+#include "daemon/runner/engine.h"
+#include "daemon/triggers/trigger_store.h"
+#include "sync/store.h"
+
+namespace gitopsd::daemon {
+namespace {
+
+using triggers::FlowKey;
+
+// The flow kind a path segment names.
+std::optional<std::string> KindOfSegment(const std::string& segment) {
+  if (segment == "release-flows") return "ReleaseFlow";
+  if (segment == "preview-templates") return "PreviewTemplate";
+  return std::nullopt;
+}
+
+std::string SegmentOfKind(const std::string& kind) {
+  return kind == "PreviewTemplate" ? "preview-templates" : "release-flows";
+}
+
+bool Paused(const json::Value& body) {
+  auto flag = [](const json::Value* v) { return v && v->is_bool() && v->as_bool(); };
+  const json::Value* options = body.Find("options");
+  return flag(body.Find("paused")) || (options && options->is_object() && flag(options->Find("paused")));
+}
+
+// The flow's git trigger named `ref`, or nullptr.
+const json::Value* TriggerNamed(const json::Value& body, const std::string& ref) {
+  const json::Value* list = body.Find("triggers");
+  if (!list || !list->is_array()) return nullptr;
+  for (const json::Value& t : list->items()) {
+    const json::Value* r = t.is_object() ? t.Find("ref") : nullptr;
+    if (r && r->is_string() && r->as_string() == ref) return &t;
+  }
+  return nullptr;
+}
+
+std::string TextOf(const json::Value& v, const std::string& key) {
+  const json::Value* found = v.is_object() ? v.Find(key) : nullptr;
+  return found && found->is_string() ? found->as_string() : "";
+}
+
+// Splits the query into trigger values, labels and arguments; an error
+// names a parameter that addresses an unknown trigger or field.
+std::optional<std::string> ReadHookQuery(const Request& req, const json::Value& body, RunOptions* out) {
+  out->args = json::Value::Object();
+  out->triggers = json::Value::Object();
+  for (const auto& [key, value] : req.query) {
+    if (key == "name") {
+      out->name = value;
+      continue;
+    }
+    if (key == "description") {
+      out->description = value;
+      continue;
+    }
+    const size_t dot = key.rfind('.');
+    const std::string ref = dot == std::string::npos ? "" : key.substr(0, dot);
+    if (dot == std::string::npos || !TriggerNamed(body, ref)) {
+      out->args.Set(key, json::Value::String(value));
+      continue;
+    }
+    const std::string field = key.substr(dot + 1);
+    if (field != "branch" && field != "sha" && field != "pullRequestId" && field != "repoUrl") {
+      return "query parameter \"" + key + "\": a trigger's value is .branch, .sha, .pullRequestId or .repoUrl";
+    }
+    json::Value* values = out->triggers.Find(ref);
+    if (!values) {
+      out->triggers.Set(ref, json::Value::Object());
+      values = out->triggers.Find(ref);
+    }
+    values->Set(field, json::Value::String(value));
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<Response> HookRoutes::RouteHooks(const Request& req, const std::vector<std::string>& p) {
+  if (p.empty() || p[0] != "hooks") return std::nullopt;
+  if (p.size() == 3 && p[1] == "release-flows") {
+    if (req.method != "GET" && req.method != "POST") return MethodNotAllowed(req.method, "GET, POST");
+    return FlowHook(req, p[2]);
+  }
+  return std::nullopt;
+}
+
+std::optional<Response> HookRoutes::RouteTokens(const Request& req, const std::vector<std::string>& p) {
+  if (p.empty() || p[0] != "webhooks") return std::nullopt;
+  if (!deps_.triggers) return ErrorResponse(503, "unavailable", "webhook triggers are not running");
+  if (p.size() == 1) return req.method == "GET" ? ListTokens() : MethodNotAllowed(req.method, "GET");
+  if (p.size() != 3) return std::nullopt;
+  auto kind = KindOfSegment(p[1]);
+  if (!kind) {
+    return ErrorResponse(404, "not_found", "webhooks belong to release-flows or preview-templates, not " + p[1]);
+  }
+  if (req.method == "POST") return RotateToken(req, *kind, p[2]);
+  if (req.method == "DELETE") return RemoveToken(req, *kind, p[2]);
+  return MethodNotAllowed(req.method, "POST, DELETE");
+}
+
+Response HookRoutes::FlowHook(const Request& req, const std::string& token) {
+  if (!deps_.triggers || !deps_.runs) return ErrorResponse(503, "unavailable", "webhook triggers are not running");
+  auto flow = deps_.triggers->FlowOfToken(token);
+  if (!flow) return ErrorResponse(500, "internal", flow.error().message);
+  if (!*flow || (*flow)->kind != "ReleaseFlow") {
+    return ErrorResponse(404, "not_found", "no release flow has this webhook token");
+  }
+  const FlowKey& key = **flow;
+  auto object = deps_.store->GetObject(key.kind, key.name);
+  if (!object) return ErrorResponse(500, "internal", object.error().message);
+  if (!*object) {
+    return ErrorResponse(404, "not_found", key.kind + " \"" + key.name + "\" no longer exists");
+  }
+  auto body = json::Parse((*object)->body);
+  if (!body || !body->is_object()) return ErrorResponse(500, "internal", "the stored flow is not a JSON object");
+  if (Paused(*body)) {
+    spdlog::info("webhook of {} \"{}\": triggers are paused, nothing started", key.kind, key.name);
+    return Json(202, json::Value::Object({{"message", Str("the triggers of " + key.kind + " \"" + key.name +
+                                                          "\" are paused: nothing was started")}}));
+  }
+  RunOptions options;
+  if (auto bad = ReadHookQuery(req, *body, &options)) return ErrorResponse(400, "bad_request", *bad);
+  for (const auto& [ref, values] : options.triggers.members()) {
+    const std::string sha = TextOf(values, "sha");
+    if (sha.empty() || !deps_.verify_commit) continue;
+    const json::Value* trigger = TriggerNamed(*body, ref);
+    std::string repository = TextOf(*trigger, "repository");
+    if (repository.empty()) repository = TextOf(*trigger, "repoUrl");
+    if (auto s = deps_.verify_commit(repository, TextOf(values, "branch"), sha); !s) {
+      return ErrorResponse(422, "invalid_run", ref + ".sha: " + s.error().message);
+    }
+  }
+  auto id = deps_.runs->Start(key.kind, key.name, options);
+  if (!id) return RunFailed(id.error());
+  spdlog::info("run {} of {} \"{}\" started by its webhook", *id, key.kind, key.name);
+  auto run = deps_.runs->engine().Get(*id);
+  if (!run) return RunFailed(run.error());
+  Response r = Json(201, runner::RunToJson(*run));
+  r.headers.emplace_back("Location", "/api/v1/runs/" + std::to_string(*id));
+  return r;
+}
+
+Response HookRoutes::RotateToken(const Request& req, const std::string& kind, const std::string& name) {
+  WriteAuth auth = RequireWrite(deps_.tokens, req);
+  if (auth.refused) return *auth.refused;
+  auto object = deps_.store->GetObject(kind, name);
+  if (!object) return ErrorResponse(500, "internal", object.error().message);
+  if (!*object) return ErrorResponse(404, "not_found", kind + " \"" + name + "\" does not exist");
+  auto token = deps_.triggers->RotateToken(FlowKey{kind, name});
+  if (!token) return ErrorResponse(500, "internal", token.error().message);
+  spdlog::info("webhook token of {} \"{}\" created by token \"{}\"", kind, name, auth.who);
+  return Json(201, json::Value::Object({{"kind", Str(kind)},
+                                        {"name", Str(name)},
+                                        {"token", Str(*token)},
+                                        {"path", Str("/hooks/" + SegmentOfKind(kind) + "/" + *token)}}));
+}
+
+Response HookRoutes::RemoveToken(const Request& req, const std::string& kind, const std::string& name) {
+  WriteAuth auth = RequireWrite(deps_.tokens, req);
+  if (auth.refused) return *auth.refused;
+  if (auto s = deps_.triggers->RemoveToken(FlowKey{kind, name}); !s) {
+    return ErrorResponse(500, "internal", s.error().message);
+  }
+  spdlog::info("webhook token of {} \"{}\" removed by token \"{}\"", kind, name, auth.who);
+  Response r;
+  r.status = 204;
+  return r;
+}
+
+Response HookRoutes::ListTokens() {
+  auto tokens = deps_.triggers->Tokens();
+  if (!tokens) return ErrorResponse(500, "internal", tokens.error().message);
+  json::Value list = json::Value::Array();
+  for (const triggers::WebhookToken& t : *tokens) {
+    list.items().push_back(json::Value::Object({{"kind", Str(t.flow.kind)},
+                                                {"name", Str(t.flow.name)},
+                                                {"createdAt", Str(IsoTime(t.created_at))},
+                                                {"lastUsedAt", StrOrNull(IsoTime(t.last_used_at))}}));
+  }
+  return Json(200, json::Value::Object({{"webhooks", std::move(list)}}));
+}
+
+}  // namespace gitopsd::daemon

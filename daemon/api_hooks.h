@@ -1,0 +1,68 @@
+// Webhooks: what starts runs from outside without an API token.
+//
+//   GET|POST /hooks/release-flows/{token}   a run of the flow the token
+//        belongs to. Query: <trigger>.branch | .sha | .pullRequestId |
+//        .repoUrl set that trigger's values ("%2E" for a "." in the name);
+//        name, description label the run; every other parameter becomes
+//        ${args.<param>}. 201 with the run; 202 while the flow's triggers
+//        are paused (nothing runs); 404 for an unknown token; 422 when a
+//        given sha is not a commit of the branch as fetched.
+//
+// Tokens are managed with an API write token and kept only as hashes:
+//   POST   /api/v1/webhooks/{release-flows|preview-templates}/{name}
+//          -> 201 {"token", "path"}: a new token (the old one stops working)
+//   DELETE /api/v1/webhooks/{kind}/{name}   -> 204
+//   GET    /api/v1/webhooks                 -> {"webhooks": [{kind, name, createdAt, lastUsedAt}]}
+//
+// Tokens never reach logs: a request is logged with the flow it resolved to.
+#pragma once
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "daemon/api_json.h"
+#include "sync/status.h"
+
+namespace gitopsd::store {
+class Store;
+}
+namespace gitopsd::triggers {
+class TriggerStore;
+}
+
+namespace gitopsd::daemon {
+
+class FlowRuns;
+class TokenStore;
+
+struct HookDeps {
+  store::Store* store = nullptr;
+  FlowRuns* runs = nullptr;
+  triggers::TriggerStore* triggers = nullptr;
+  const TokenStore* tokens = nullptr;
+  // Whether `sha` is a commit of `branch` of the configured repository as
+  // fetched now (the branch is fetched first): an error says why not.
+  std::function<Status(const std::string& repository, const std::string& branch, const std::string& sha)>
+      verify_commit;
+};
+
+class HookRoutes {
+ public:
+  explicit HookRoutes(HookDeps deps) : deps_(std::move(deps)) {}
+
+  // /hooks/...: `p` is the whole path, split.
+  std::optional<Response> RouteHooks(const Request& req, const std::vector<std::string>& p);
+  // /api/v1/webhooks...: `p` is the path below /api/v1, split.
+  std::optional<Response> RouteTokens(const Request& req, const std::vector<std::string>& p);
+
+ private:
+  Response FlowHook(const Request& req, const std::string& token);
+  Response RotateToken(const Request& req, const std::string& kind, const std::string& name);
+  Response RemoveToken(const Request& req, const std::string& kind, const std::string& name);
+  Response ListTokens();
+
+  HookDeps deps_;
+};
+
+}  // namespace gitopsd::daemon
