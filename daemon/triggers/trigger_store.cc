@@ -29,7 +29,7 @@ const std::vector<std::string> kMigrations = {
           CREATE TABLE trigger_events (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             flow_kind TEXT NOT NULL, flow_name TEXT NOT NULL, trigger_ref TEXT NOT NULL,
-            repository TEXT NOT NULL, branch TEXT NOT NULL, sha TEXT NOT NULL,
+            repository TEXT NOT NULL, branch TEXT NOT NULL, sha TEXT NOT NULL, previous_sha TEXT NOT NULL,
             pull_request TEXT NOT NULL, status TEXT NOT NULL, run_id INTEGER,
             reason TEXT NOT NULL DEFAULT '', created_at INTEGER NOT NULL);
           CREATE INDEX trigger_events_pending ON trigger_events (status) WHERE status = 'pending';
@@ -37,6 +37,10 @@ const std::vector<std::string> kMigrations = {
             flow_kind TEXT NOT NULL, flow_name TEXT NOT NULL, sha256 TEXT NOT NULL UNIQUE,
             created_at INTEGER NOT NULL, last_used_at INTEGER NOT NULL DEFAULT 0,
             PRIMARY KEY (flow_kind, flow_name));
+          CREATE TABLE pull_requests (
+            repository TEXT NOT NULL, number TEXT NOT NULL, source_branch TEXT NOT NULL,
+            draft INTEGER NOT NULL, open INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+            PRIMARY KEY (repository, number));
           CREATE TABLE forge_deliveries (
             forge TEXT NOT NULL, delivery_id TEXT NOT NULL, received_at INTEGER NOT NULL,
             PRIMARY KEY (forge, delivery_id));)sql",
@@ -46,7 +50,7 @@ constexpr int64_t kDeliveryMemoryMs = 7LL * 24 * 3600 * 1000;
 
 constexpr const char* kEventColumns =
     "id, flow_kind, flow_name, trigger_ref, repository, branch, sha, pull_request, status, run_id, reason, "
-    "created_at";
+    "created_at, previous_sha";
 
 EventStatus ParseStatus(const std::string& s) {
   if (s == "started") return EventStatus::kStarted;
@@ -67,6 +71,7 @@ TriggerEvent EventFromRow(const sqlite::Statement& st) {
   if (!st.IsNull(9)) e.run_id = st.Int(9);
   e.reason = st.Text(10);
   e.created_at = st.Int(11);
+  e.previous_sha = st.Text(12);
   return e;
 }
 
@@ -136,17 +141,19 @@ struct TriggerStore::Impl {
         .Run();
   }
 
-  Result<TriggerEvent> InsertEvent(const FlowKey& flow, const std::string& trigger, const HeadSeen& head) {
+  Result<TriggerEvent> InsertEvent(const FlowKey& flow, const std::string& trigger, const HeadSeen& head,
+                                   const std::string& previous) {
     TriggerEvent e{.flow = flow,
                    .trigger = trigger,
                    .repository = head.repository,
                    .branch = head.branch,
                    .sha = head.sha,
+                   .previous_sha = previous,
                    .pull_request = head.pull_request,
                    .created_at = NowMillis()};
     auto st = db.Cached(
         "INSERT INTO trigger_events (flow_kind, flow_name, trigger_ref, repository, branch, sha, pull_request, "
-        "status, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8)");
+        "status, created_at, previous_sha) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9)");
     if (!st) return std::unexpected(st.error());
     if (auto s = (*st)
                      ->Bind(1, flow.kind)
@@ -157,6 +164,7 @@ struct TriggerStore::Impl {
                      .Bind(6, head.sha)
                      .Bind(7, head.pull_request)
                      .Bind(8, e.created_at)
+                     .Bind(9, previous)
                      .Run();
         !s) {
       return std::unexpected(s.error());
@@ -212,7 +220,7 @@ Result<std::vector<TriggerEvent>> TriggerStore::RecordHeads(const FlowKey& flow,
     if (*handled == head.sha) continue;
     if (auto s = impl_->SetHandled(flow, trigger, head); !s) return std::unexpected(s.error());
     if (!fire) continue;
-    auto event = impl_->InsertEvent(flow, trigger, head);
+    auto event = impl_->InsertEvent(flow, trigger, head, *handled);
     if (!event) return std::unexpected(event.error());
     events.push_back(std::move(*event));
   }
@@ -301,6 +309,36 @@ Status TriggerStore::RemoveToken(const FlowKey& flow) {
   auto st = impl_->db.Cached("DELETE FROM webhook_tokens WHERE flow_kind = ?1 AND flow_name = ?2");
   if (!st) return std::unexpected(st.error());
   return (*st)->Bind(1, flow.kind).Bind(2, flow.name).Run();
+}
+
+Status TriggerStore::NotePullRequest(const std::string& repository, const PullRequestInfo& pr) {
+  std::lock_guard lock(impl_->mu);
+  auto st = impl_->db.Cached(
+      "INSERT INTO pull_requests (repository, number, source_branch, draft, open, updated_at) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (repository, number) DO UPDATE SET "
+      "source_branch = CASE WHEN excluded.source_branch = '' THEN source_branch ELSE excluded.source_branch END, "
+      "draft = excluded.draft, open = excluded.open, updated_at = excluded.updated_at");
+  if (!st) return std::unexpected(st.error());
+  return (*st)
+      ->Bind(1, repository)
+      .Bind(2, pr.number)
+      .Bind(3, pr.source_branch)
+      .Bind(4, pr.draft ? 1 : 0)
+      .Bind(5, pr.open ? 1 : 0)
+      .Bind(6, NowMillis())
+      .Run();
+}
+
+Result<std::vector<PullRequestInfo>> TriggerStore::PullRequests(const std::string& repository) {
+  std::lock_guard lock(impl_->mu);
+  auto st = impl_->db.Prepare(
+      "SELECT number, source_branch, draft, open FROM pull_requests WHERE repository = ?1 "
+      "ORDER BY CAST(number AS INTEGER), number");
+  if (!st) return std::unexpected(st.error());
+  st->Bind(1, repository);
+  return sqlite::ReadAll<PullRequestInfo>(*st, [](const sqlite::Statement& row) {
+    return PullRequestInfo{row.Text(0), row.Text(1), row.Int(2) != 0, row.Int(3) != 0};
+  });
 }
 
 Result<bool> TriggerStore::FirstDelivery(const std::string& forge, const std::string& delivery_id) {

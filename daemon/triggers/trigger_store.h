@@ -47,6 +47,7 @@ struct TriggerEvent {
   std::string repository;     // configured repository name
   std::string branch;         // the source branch
   std::string sha;            // the head that fired
+  std::string previous_sha;   // the head handled before it ("" for a new branch or pull request)
   std::string pull_request;   // "" for a push; the PR / MR number otherwise
   EventStatus status = EventStatus::kPending;
   std::optional<int64_t> run_id;
@@ -56,6 +57,17 @@ struct TriggerEvent {
 
 struct HeadSeen {
   std::string repository, branch, sha, pull_request;
+};
+
+// What gitopsd knows of a pull request beyond its head ref: forge webhooks
+// tell the source branch, the draft flag and whether it is open; a pull
+// request found only by polling refs/pull/N/head has an unknown ("")
+// source branch.
+struct PullRequestInfo {
+  std::string number;
+  std::string source_branch;
+  bool draft = false;
+  bool open = true;
 };
 
 struct WebhookToken {
@@ -90,6 +102,13 @@ class TriggerStore {
   Status MarkSkipped(int64_t event_id, const std::string& reason);
   // Newest first; `flow` empty = all.
   Result<std::vector<TriggerEvent>> Events(const FlowKey& flow, int limit);
+
+  // ---- pull requests ----
+  // Records what a webhook said of a pull request (an empty source branch
+  // keeps the one known).
+  Status NotePullRequest(const std::string& repository, const PullRequestInfo& pr);
+  // Every pull request known for the repository, by number.
+  Result<std::vector<PullRequestInfo>> PullRequests(const std::string& repository);
 
   // ---- webhook tokens ----
   // A new random token for `flow` (replacing any earlier one); returned once.

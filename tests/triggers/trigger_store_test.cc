@@ -45,6 +45,7 @@ TEST_F(TriggerStoreTest, TheFirstLookIsABaselineThenEachNewHeadFiresOnce) {
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].branch, "main");
   EXPECT_EQ(events[0].sha, "a2");
+  EXPECT_EQ(events[0].previous_sha, "a1") << "what a push brought is previous..sha";
   EXPECT_EQ(events[0].status, EventStatus::kPending);
   EXPECT_EQ(events[0].repository, "shop");
   EXPECT_GT(events[0].id, 0);
@@ -53,6 +54,7 @@ TEST_F(TriggerStoreTest, TheFirstLookIsABaselineThenEachNewHeadFiresOnce) {
   auto fresh = Record({Head("fix/y", "c1")});
   ASSERT_EQ(fresh.size(), 1u) << "a branch first seen after the baseline fires";
   EXPECT_EQ(fresh[0].branch, "fix/y");
+  EXPECT_EQ(fresh[0].previous_sha, "");
 }
 
 TEST_F(TriggerStoreTest, PreviewsOfPullRequestsAlreadyOpenFireOnTheFirstLook) {
@@ -136,6 +138,21 @@ TEST_F(TriggerStoreTest, WebhookTokensAreStoredAsHashesAndRotate) {
   auto gone = store_->FlowOfToken(*rotated);
   ASSERT_TRUE(gone);
   EXPECT_FALSE(*gone);
+}
+
+TEST_F(TriggerStoreTest, PullRequestsKeepWhatWebhooksSaidOfThem) {
+  ASSERT_TRUE(store_->NotePullRequest("shop", PullRequestInfo{"12", "feature/a", true, true}));
+  ASSERT_TRUE(store_->NotePullRequest("shop", PullRequestInfo{"9", "", false, true}));
+  ASSERT_TRUE(store_->NotePullRequest("shop", PullRequestInfo{"12", "", false, false}));  // closed
+  ASSERT_TRUE(store_->NotePullRequest("other", PullRequestInfo{"1", "x", false, true}));
+  auto prs = store_->PullRequests("shop");
+  ASSERT_TRUE(prs) << prs.error().message;
+  ASSERT_EQ(prs->size(), 2u);
+  EXPECT_EQ((*prs)[0].number, "9") << "by number";
+  EXPECT_EQ((*prs)[1].number, "12");
+  EXPECT_EQ((*prs)[1].source_branch, "feature/a") << "an unknown branch keeps the known one";
+  EXPECT_FALSE((*prs)[1].draft);
+  EXPECT_FALSE((*prs)[1].open);
 }
 
 TEST_F(TriggerStoreTest, AReplayedDeliveryIsRecognised) {
