@@ -238,6 +238,18 @@ Status TriggerStore::ForgetHead(const FlowKey& flow, const std::string& trigger,
   return (*st)->Bind(1, flow.kind).Bind(2, flow.name).Bind(3, trigger).Bind(4, branch).Bind(5, pull_request).Run();
 }
 
+Result<std::vector<HeadSeen>> TriggerStore::Handled(const FlowKey& flow, const std::string& trigger) {
+  std::lock_guard lock(impl_->mu);
+  auto st = impl_->db.Prepare(
+      "SELECT branch, sha, pull_request FROM trigger_heads WHERE flow_kind = ?1 AND flow_name = ?2 "
+      "AND trigger_ref = ?3 ORDER BY branch, pull_request");
+  if (!st) return std::unexpected(st.error());
+  st->Bind(1, flow.kind).Bind(2, flow.name).Bind(3, trigger);
+  return sqlite::ReadAll<HeadSeen>(*st, [](const sqlite::Statement& row) {
+    return HeadSeen{.repository = "", .branch = row.Text(0), .sha = row.Text(1), .pull_request = row.Text(2)};
+  });
+}
+
 Result<std::vector<TriggerEvent>> TriggerStore::Pending() {
   std::lock_guard lock(impl_->mu);
   auto st = impl_->db.Prepare(std::string("SELECT ") + kEventColumns +

@@ -97,6 +97,9 @@ class TriggerStore {
   // deleted branch or a closed PR, so that a later branch of that name fires.
   Status ForgetHead(const FlowKey& flow, const std::string& trigger, const std::string& branch,
                     const std::string& pull_request);
+  // The heads handled for one trigger of a flow (its branches and pull
+  // requests as last seen).
+  Result<std::vector<HeadSeen>> Handled(const FlowKey& flow, const std::string& trigger);
   Result<std::vector<TriggerEvent>> Pending();
   Status MarkStarted(int64_t event_id, int64_t run_id);
   Status MarkSkipped(int64_t event_id, const std::string& reason);
