@@ -173,7 +173,7 @@ class LocalAddons final : public Addons {
   // How many interrupted backups Open() marked failed.
   int recovered_backups() const { return recovered_backups_; }
 
-  class Engine;  // one per addon type; defined in addons.cc
+  class Engine;  // one per addon type; defined in addons_internal.h
 
  private:
   LocalAddons(LocalAddonsOptions options, sqlite::Database db);
