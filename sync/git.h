@@ -78,6 +78,12 @@ struct FileWrite {
   std::optional<std::string> content{};  // nullopt = delete the file
 };
 
+// A ref a remote advertises (ls-remote).
+struct RemoteRef {
+  std::string name{};  // "refs/heads/main", "refs/pull/12/head", "HEAD", ...
+  std::string id{};    // the commit (or tag object) it points at, 40 hex
+};
+
 struct Signature {
   std::string name{}, email{};
 };
@@ -117,6 +123,21 @@ class Repository {
   // missing on the remote, authentication failed, unknown/changed/revoked SSH
   // host key (with the host and the key's SHA256 fingerprint as ssh prints it).
   Result<std::string> Fetch(const std::string& branch, const Credentials& creds);
+
+  // The refs origin advertises (one round trip; nothing is downloaded).
+  // Peeled tag entries ("^{}") are left out. Errors are worded like Fetch's.
+  Result<std::vector<RemoteRef>> ListRemote(const Credentials& creds);
+
+  // Fetches one ref of origin (any name: "refs/heads/x", "refs/pull/12/head")
+  // into `local_ref` of the mirror with a forced refspec; the commit fetched.
+  Result<std::string> FetchRef(const std::string& remote_ref, const std::string& local_ref,
+                               const Credentials& creds);
+
+  // Commits reachable from `to` and not from `from` ("" = `to`'s whole
+  // history), newest first (topological), at most `limit`. A `from` the
+  // mirror does not have hides nothing.
+  Result<std::vector<CommitInfo>> CommitsBetween(const std::string& from, const std::string& to,
+                                                 size_t limit) const;
 
   // The commit id refs/remotes/origin/<branch> points at, if fetched.
   Result<std::string> FetchedHead(const std::string& branch) const;

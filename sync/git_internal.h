@@ -5,6 +5,7 @@
 //   git_transport.cc  connecting (credentials, host keys, CA file) and fetch
 //   git_commit.cc     commits made without a work tree
 //   git_push.cc       pushes, never forced, and what the server answered
+//   git_refs.cc       the remote's refs, fetching any ref, commits between heads
 // Nothing outside sync/git*.cc includes this header; libgit2 stays behind it.
 #pragma once
 #include <git2.h>

@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include <algorithm>
 #include <chrono>
 
@@ -69,6 +71,54 @@ TEST_F(GitTest, FetchOverFileFollowsNewCommitsAndForcePushes) {
   EXPECT_EQ(*after_force, rewritten);
   EXPECT_TRUE(mirror->HasCommit(first));
   EXPECT_TRUE(mirror->HasCommit(rewritten));
+}
+
+TEST_F(GitTest, ListRemoteFetchRefAndCommitsBetweenSeeWhatATriggerWatches) {
+  FixtureRepo origin(dir_.path(), "origin");
+  ASSERT_TRUE(origin.WriteFile("a.txt", "1\n"));
+  const std::string first = origin.Commit("first");
+  ASSERT_TRUE(origin.Push());
+  ASSERT_TRUE(origin.CheckoutNewBranch("feature/x"));
+  ASSERT_TRUE(origin.WriteFile("b.txt", "2\n"));
+  const std::string second = origin.Commit("second [skip ci]");
+  ASSERT_TRUE(origin.WriteFile("c.txt", "3\n"));
+  const std::string third = origin.Commit("third");
+  ASSERT_TRUE(origin.Push("feature/x"));
+  // What a forge keeps for a pull request: refs/pull/<n>/head.
+  ASSERT_TRUE(origin.Git({"push", "-q", "origin", "HEAD:refs/pull/7/head"}).ok());
+
+  auto mirror = Mirror(origin.file_url());
+  ASSERT_TRUE(mirror) << mirror.error().message;
+  auto refs = mirror->ListRemote({});
+  ASSERT_TRUE(refs) << refs.error().message;
+  std::map<std::string, std::string> by_name;
+  for (const RemoteRef& r : *refs) by_name[r.name] = r.id;
+  EXPECT_EQ(by_name["refs/heads/main"], first);
+  EXPECT_EQ(by_name["refs/heads/feature/x"], third);
+  EXPECT_EQ(by_name["refs/pull/7/head"], third);
+  EXPECT_FALSE(mirror->HasCommit(third)) << "listing downloads nothing";
+
+  auto fetched = mirror->FetchRef("refs/pull/7/head", "refs/remotes/origin/pull/7", {});
+  ASSERT_TRUE(fetched) << fetched.error().message;
+  EXPECT_EQ(*fetched, third);
+  EXPECT_TRUE(mirror->HasCommit(third));
+  auto missing = mirror->FetchRef("refs/pull/8/head", "refs/remotes/origin/pull/8", {});
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message.find("refs/pull/8/head"), std::string::npos) << missing.error().message;
+
+  auto between = mirror->CommitsBetween(first, third, 10);
+  ASSERT_TRUE(between) << between.error().message;
+  ASSERT_EQ(between->size(), 2u);
+  EXPECT_EQ((*between)[0].id, third) << "newest first";
+  EXPECT_EQ((*between)[1].id, second);
+  EXPECT_EQ((*between)[1].message, "second [skip ci]\n");
+  auto capped = mirror->CommitsBetween("", third, 1);
+  ASSERT_TRUE(capped);
+  ASSERT_EQ(capped->size(), 1u);
+  EXPECT_EQ((*capped)[0].id, third);
+  auto unknown_from = mirror->CommitsBetween(std::string(40, 'a'), third, 10);
+  ASSERT_TRUE(unknown_from) << unknown_from.error().message;
+  EXPECT_EQ(unknown_from->size(), 3u) << "an unknown previous head hides nothing";
 }
 
 TEST_F(GitTest, OpenOrInitReopensTheMirrorAndFollowsANewUrl) {
