@@ -189,6 +189,11 @@ RunResult<int64_t> Engine::Impl::Start(const StartRequest& request) {
   }
   std::lock_guard lock(mu_);
   if (stopping_) return std::unexpected(RunError{RunError::Code::kInternal, "the runner is stopping", {}});
+  if (!request.idempotency_key.empty()) {
+    auto existing = store_->FindByKey(request.idempotency_key);
+    if (!existing) return std::unexpected(Internal(existing.error()));
+    if (*existing) return **existing;
+  }
   RunFilter filter;
   filter.flow_kind = request.flow_kind;
   filter.flow_name = request.flow_name;
@@ -215,6 +220,7 @@ RunResult<int64_t> Engine::Impl::Start(const StartRequest& request) {
   run.rollback_of = request.rollback_of;
   run.name = request.name;
   run.description = request.description;
+  run.idempotency_key = request.idempotency_key;
   run.args = MergeArgs(request.body, request.args);
   run.trigger_refs = request.trigger_refs.is_object() ? request.trigger_refs : json::Value::Object();
   std::vector<NodeRecord> nodes;

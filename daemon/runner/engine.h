@@ -119,6 +119,10 @@ struct StartRequest {
   std::string description;
   RunKind kind = RunKind::kRelease;
   std::optional<int64_t> rollback_of;
+  // When set, a second Start with the same key starts nothing and answers
+  // the id of the run the first one created (a trigger event retried after
+  // a crash between starting its run and recording that it did).
+  std::string idempotency_key;
 };
 
 struct RunError {

@@ -53,6 +53,12 @@ const std::vector<std::string>& Migrations() {
         log TEXT NOT NULL DEFAULT '',
         PRIMARY KEY (run_id, path));
       )sql",
+      // Runs started for an outside event (a trigger) carry its key: the
+      // same key never makes two runs.
+      R"sql(
+      ALTER TABLE runner_runs ADD COLUMN idempotency_key TEXT;
+      CREATE UNIQUE INDEX runner_runs_by_key ON runner_runs (idempotency_key) WHERE idempotency_key IS NOT NULL;
+      )sql",
   };
   return migrations;
 }
@@ -263,7 +269,8 @@ Result<int64_t> RunStore::Create(const RunRecord& run, const std::vector<NodeRec
   {
     auto st = db_.Cached(
         "INSERT INTO runner_runs (flow_kind, flow_name, flow_revision, body, status, kind, rollback_of, name, "
-        "description, args, trigger_refs, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)");
+        "description, args, trigger_refs, created_at, idempotency_key) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)");
     if (!st) return std::unexpected(st.error());
     (*st)->Bind(1, run.flow_kind).Bind(2, run.flow_name).Bind(3, run.flow_revision).Bind(4, JsonText(run.body));
     (*st)->Bind(5, RunStatusName(run.status)).Bind(6, RunKindName(run.kind));
@@ -271,6 +278,8 @@ Result<int64_t> RunStore::Create(const RunRecord& run, const std::vector<NodeRec
     else (*st)->BindNull(7);
     (*st)->Bind(8, run.name).Bind(9, run.description).Bind(10, JsonText(run.args));
     (*st)->Bind(11, JsonText(run.trigger_refs)).Bind(12, run.created_at ? run.created_at : NowMillis());
+    if (run.idempotency_key.empty()) (*st)->BindNull(13);
+    else (*st)->Bind(13, run.idempotency_key);
     if (auto s = (*st)->Run(); !s) return std::unexpected(s.error());
     id = db_.LastInsertRowId();
   }
@@ -283,6 +292,17 @@ Result<int64_t> RunStore::Create(const RunRecord& run, const std::vector<NodeRec
   }
   if (auto s = tx->Commit(); !s) return std::unexpected(s.error());
   return id;
+}
+
+Result<std::optional<int64_t>> RunStore::FindByKey(const std::string& key) {
+  std::lock_guard lock(mu_);
+  auto st = db_.Cached("SELECT id FROM runner_runs WHERE idempotency_key = ?1");
+  if (!st) return std::unexpected(st.error());
+  (*st)->Bind(1, key);
+  auto row = (*st)->Step();
+  if (!row) return std::unexpected(row.error());
+  if (!*row) return std::optional<int64_t>();
+  return std::optional<int64_t>((*st)->Int(0));
 }
 
 Result<std::vector<NodeRecord>> RunStore::LoadNodes(int64_t run_id) {

@@ -66,6 +66,7 @@ struct RunRecord {
   RunStatus status = RunStatus::kPending;
   RunKind kind = RunKind::kRelease;
   std::optional<int64_t> rollback_of;
+  std::string idempotency_key;  // written at Create only ("" = none)
   std::string name;
   std::string description;
   json::Value args;          // object: every argument of the run (defaults + overrides)
@@ -121,6 +122,8 @@ class RunStore {
   // Inserts the run (id, created_at assigned) and its nodes in one
   // transaction; returns the id.
   Result<int64_t> Create(const RunRecord& run, const std::vector<NodeRecord>& nodes);
+  // The run created with this idempotency key, if any.
+  Result<std::optional<int64_t>> FindByKey(const std::string& key);
 
   Result<std::optional<RunRecord>> Get(int64_t id, bool with_nodes = true);
   Result<std::vector<RunRecord>> List(const RunFilter& filter);  // without nodes

@@ -238,6 +238,29 @@ TEST_F(EngineTest, SequentialStepsRunInOrderAndTheRunSucceeds) {
   EXPECT_TRUE(j.Find("nodes")->items()[2].Find("startedAt")->is_string());
 }
 
+TEST_F(EngineTest, AnIdempotencyKeyNeverMakesTwoRunsEvenAfterARestart) {
+  StartRequest req;
+  req.flow_name = "prod";
+  req.body = Flow(R"([{"kind": "JobRun", "ref": "a", "spec": {}}])");
+  req.idempotency_key = "trigger-event-7";
+  auto first = engine_->Start(req);
+  ASSERT_TRUE(first) << first.error().message;
+  EXPECT_EQ(Finish(*first), RunStatus::kSuccess);
+  Restart();
+  auto again = engine_->Start(req);
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(*again, *first);
+  req.idempotency_key = "trigger-event-8";
+  auto other = engine_->Start(req);
+  ASSERT_TRUE(other);
+  EXPECT_NE(*other, *first);
+  EXPECT_EQ(Finish(*other), RunStatus::kSuccess);
+  auto runs = engine_->List({});
+  ASSERT_TRUE(runs);
+  EXPECT_EQ(runs->size(), 2u);
+  EXPECT_EQ(executor_.ExecutedRefs().size(), 2u) << "the repeated start executed nothing";
+}
+
 TEST(RunJsonTest, TheFlowSpecShownWithARunMasksSecretGroupValues) {
   RunRecord run;
   auto body = json::Parse(R"({"spec": {"kind": "Workflow", "spec": {"type": "sequential", "steps": [
