@@ -5,6 +5,7 @@
 #include "daemon/api_runs.h"
 #include "daemon/flow_runs.h"
 #include "daemon/runner/engine.h"
+#include "daemon/triggers/forge.h"
 #include "daemon/triggers/trigger_store.h"
 #include "sync/store.h"
 
@@ -84,6 +85,10 @@ std::optional<std::string> ReadHookQuery(const Request& req, const json::Value& 
 
 std::optional<Response> HookRoutes::RouteHooks(const Request& req, const std::vector<std::string>& p) {
   if (p.empty() || p[0] != "hooks") return std::nullopt;
+  if (p.size() == 2 && (p[1] == "github" || p[1] == "gitlab" || p[1] == "gitea")) {
+    if (req.method != "POST") return MethodNotAllowed(req.method, "POST");
+    return ForgeHookRequest(req, p[1]);
+  }
   if (p.size() == 3 && p[1] == "release-flows") {
     if (req.method != "GET" && req.method != "POST") return MethodNotAllowed(req.method, "GET, POST");
     return FlowHook(req, p[2]);
@@ -145,6 +150,68 @@ Response HookRoutes::FlowHook(const Request& req, const std::string& token) {
   Response r = Json(201, runner::RunToJson(*run));
   r.headers.emplace_back("Location", "/api/v1/runs/" + std::to_string(*id));
   return r;
+}
+
+Response HookRoutes::ForgeHookRequest(const Request& req, const std::string& forge_name) {
+  auto forge = triggers::ForgeFromName(forge_name);
+  if (!forge) return ErrorResponse(404, "not_found", forge.error().message);
+  triggers::Headers headers;
+  for (const auto& [name, value] : req.headers) headers.Add(name, value);
+  auto event = triggers::ParseDelivery(*forge, headers, req.body);
+  if (!event) {
+    spdlog::warn("{} webhook: the payload does not parse: {}", forge_name, event.error().message);
+    return ErrorResponse(400, "bad_request", event.error().message);
+  }
+  // The payload names the repository; only its configured secret may vouch
+  // for it. Until one verifies, nothing of the payload is acted upon.
+  const ForgeHook* verified = nullptr;
+  bool named = false;
+  for (const ForgeHook& hook : deps_.forge_hooks) {
+    if (hook.forge != forge_name || !triggers::NamesRepository(*event, hook.url)) continue;
+    named = true;
+    if (triggers::VerifyDelivery(*forge, headers, req.body, hook.secret)) {
+      verified = &hook;
+      break;
+    }
+  }
+  if (!verified) {
+    spdlog::warn("{} webhook {} refused: {}", forge_name, event->delivery_id,
+                 named ? "the signature does not verify with the repository's secret"
+                       : "it names no repository configured for " + forge_name + " webhooks");
+    return ErrorResponse(401, "unauthorized", "the webhook's signature does not verify");
+  }
+  const std::string& repository = verified->repository;
+  if (!event->delivery_id.empty() && deps_.triggers) {
+    auto first = deps_.triggers->FirstDelivery(forge_name, event->delivery_id);
+    if (!first) return ErrorResponse(500, "internal", first.error().message);
+    if (!*first) {
+      spdlog::info("{} webhook {} for {}: a replayed delivery, ignored", forge_name, event->delivery_id, repository);
+      return Json(200, json::Value::Object({{"ignored", Str("delivery " + event->delivery_id + " was handled before")}}));
+    }
+  }
+  using Kind = triggers::ForgeEvent::Kind;
+  using Action = triggers::ForgeEvent::PrAction;
+  if (event->kind == Kind::kPing || event->kind == Kind::kIgnored) {
+    spdlog::info("{} webhook {} for {}: {}", forge_name, event->delivery_id, repository,
+                 event->kind == Kind::kPing ? "ping" : "ignored: " + event->ignored_reason);
+    return Json(200, json::Value::Object({{"repository", Str(repository)},
+                                          {"event", Str(triggers::KindName(event->kind))}}));
+  }
+  if (event->kind == Kind::kPullRequest && deps_.pull_request) {
+    const bool closed = event->action == Action::kClosed || event->action == Action::kMerged;
+    const std::string number = std::to_string(event->number);
+    deps_.pull_request(repository, number, event->source_branch, event->draft, !closed,
+                       closed ? std::string("pull request #") + number + " was " +
+                                    (event->action == Action::kMerged ? "merged" : "closed")
+                              : "");
+  }
+  if (deps_.look) deps_.look(repository);
+  spdlog::info("{} webhook {} for {}: {} {}; looking at the repository", forge_name, event->delivery_id, repository,
+               triggers::KindName(event->kind),
+               event->kind == Kind::kPush ? event->branch : "#" + std::to_string(event->number) + " " +
+                                                                event->action_name);
+  return Json(202, json::Value::Object({{"repository", Str(repository)},
+                                        {"event", Str(triggers::KindName(event->kind))}}));
 }
 
 Response HookRoutes::RotateToken(const Request& req, const std::string& kind, const std::string& name) {

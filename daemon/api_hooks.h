@@ -8,6 +8,16 @@
 //        are paused (nothing runs); 404 for an unknown token; 422 when a
 //        given sha is not a commit of the branch as fetched.
 //
+//   POST /hooks/github | /hooks/gitlab | /hooks/gitea   forge webhooks, for
+//        repositories whose configuration has "webhook": {"type": ...}. The
+//        payload only says where to look: a push or pull request makes the
+//        trigger dispatcher look at the repository (what runs is what Git
+//        says when fetched); a closed or merged pull request tears down its
+//        previews. 202 when accepted; 401 when no configured repository of
+//        that forge named in the payload has a secret that verifies the
+//        signature (nothing happens); 200 for a replayed delivery id (ignored)
+//        and for ping and ignored events; 400 for a payload that does not parse.
+//
 // Tokens are managed with an API write token and kept only as hashes:
 //   POST   /api/v1/webhooks/{release-flows|preview-templates}/{name}
 //          -> 201 {"token", "path"}: a new token (the old one stops working)
@@ -36,6 +46,14 @@ namespace gitopsd::daemon {
 class FlowRuns;
 class TokenStore;
 
+// A repository that takes forge webhooks.
+struct ForgeHook {
+  std::string repository;  // configured name
+  std::string forge;       // "github", "gitlab", "gitea"
+  std::string url;         // how payloads name it (webhook.forgeUrl, else url)
+  std::string secret;      // from webhook.secretFile
+};
+
 struct HookDeps {
   store::Store* store = nullptr;
   FlowRuns* runs = nullptr;
@@ -45,6 +63,12 @@ struct HookDeps {
   // fetched now (the branch is fetched first): an error says why not.
   std::function<Status(const std::string& repository, const std::string& branch, const std::string& sha)>
       verify_commit;
+  std::vector<ForgeHook> forge_hooks;
+  // Look at the repository's refs soon (coalesced); a pull request's news.
+  std::function<void(const std::string& repository)> look;
+  std::function<void(const std::string& repository, const std::string& number, const std::string& source_branch,
+                     bool draft, bool open, const std::string& why)>
+      pull_request;
 };
 
 class HookRoutes {
@@ -58,6 +82,7 @@ class HookRoutes {
 
  private:
   Response FlowHook(const Request& req, const std::string& token);
+  Response ForgeHookRequest(const Request& req, const std::string& forge);
   Response RotateToken(const Request& req, const std::string& kind, const std::string& name);
   Response RemoveToken(const Request& req, const std::string& kind, const std::string& name);
   Response ListTokens();

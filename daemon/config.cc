@@ -195,6 +195,7 @@ class ConfigReader {
     if (const auto* hook = r.Find("webhook"); hook && hook->is_object()) {
       if (const auto* v = String(*hook, "type")) s.webhook_type = *v;
       if (const auto* v = String(*hook, "secretFile")) s.webhook_secret_file = Absolute(base_, *v);
+      if (const auto* v = String(*hook, "forgeUrl")) s.webhook_forge_url = *v;
     }
     return s;
   }

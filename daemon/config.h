@@ -56,6 +56,7 @@ struct RepositorySettings {
   // webhook (kept for the trigger room; not used by the sync loop)
   std::string webhook_type;
   std::string webhook_secret_file;
+  std::string webhook_forge_url;  // how payloads name the repository ("" = url)
 };
 
 // runtime.postgres: the PostgreSQL server postgresql addons live on.

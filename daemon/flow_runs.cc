@@ -192,6 +192,7 @@ runner::RunResult<int64_t> FlowRuns::StartObject(const store::ObjectRecord& obje
   request.body = std::move(*body);
   request.name = options.name;
   request.description = options.description;
+  request.idempotency_key = options.idempotency_key;
   return engine_.Start(request);
 }
 

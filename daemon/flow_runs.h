@@ -47,6 +47,7 @@ struct RunOptions {
   json::Value triggers;  // object: ref -> {branch, sha, ...} (null = none)
   std::string name;
   std::string description;
+  std::string idempotency_key;  // runner::StartRequest::idempotency_key
 };
 
 // The flow body of a rollback of `run`: for each successful Release node a

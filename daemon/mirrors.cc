@@ -57,6 +57,11 @@ std::string_view TrimUrl(std::string_view url) {
 }
 }  // namespace
 
+const sync::RepositoryConfig* Mirrors::Config(const std::string& name) const {
+  auto it = repos_.find(name);
+  return it == repos_.end() ? nullptr : &it->second;
+}
+
 std::optional<std::string> Mirrors::Resolve(const std::string& name_or_url) const {
   if (repos_.contains(name_or_url)) return name_or_url;
   for (const auto& [name, r] : repos_) {

@@ -43,6 +43,9 @@ class Mirrors {
   // serialised. Errors are Repository::Fetch's.
   Result<std::string> FetchBranch(const std::string& name, const std::string& branch) const;
 
+  // The configuration of a configured repository (nullptr: unknown).
+  const sync::RepositoryConfig* Config(const std::string& name) const;
+
   // The configured repository a trigger names: by name, or by a URL equal
   // to its configured one (ignoring a trailing ".git" or "/").
   std::optional<std::string> Resolve(const std::string& name_or_url) const;
