@@ -292,6 +292,7 @@ class Router {
       return ErrorResponse(404, "not_found", "no repository named \"" + name + "\" is configured");
     }
     spdlog::info("{}: sync requested through the API by token \"{}\"", name, who);
+    if (deps_.hooks.look) deps_.hooks.look(name);  // and the triggers look at its heads
     auto outcome = deps_.poller->RequestSync(
         name, std::chrono::duration_cast<std::chrono::milliseconds>(options_.sync_timeout));
     if (!outcome) {

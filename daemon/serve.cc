@@ -11,12 +11,15 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <optional>
 #include <string>
 
 #include "daemon/api.h"
 #include "daemon/flow_runs.h"
+#include "daemon/trigger_bridge.h"
+#include "daemon/triggers/dispatcher.h"
 #include "daemon/triggers/trigger_store.h"
 #include "daemon/logging.h"
 #include "daemon/metrics.h"
@@ -151,14 +154,19 @@ constexpr std::chrono::seconds kSyncGrace{10};
 // After a sync: autorun the Templates that changed.
 class AutorunListener final : public SyncListener {
  public:
-  explicit AutorunListener(FlowRuns& runs) : runs_(runs) {}
+  AutorunListener(FlowRuns& runs, triggers::Dispatcher& dispatcher, std::vector<std::string> repositories)
+      : runs_(runs), dispatcher_(dispatcher), repositories_(std::move(repositories)) {}
   void ObjectsChanged(const std::string& repository,
                       const FlowRuns::ChangedObjects* changed) override {
     runs_.Autorun(repository, changed);
+    // A flow's triggers may have changed: a look at what they watch.
+    for (const std::string& r : repositories_) dispatcher_.RequestLook(r);
   }
 
  private:
   FlowRuns& runs_;
+  triggers::Dispatcher& dispatcher_;
+  std::vector<std::string> repositories_;
 };
 
 // Everything the running daemon owns, destroyed in reverse order.
@@ -208,9 +216,13 @@ class Daemon {
       spdlog::warn("no repositories configured: there is nothing to sync");
     }
     if (auto s = OpenRuntime(config); !s) return Fatal(s.error().message);
-    autorun_ = std::make_unique<AutorunListener>(*runs_);
+    std::vector<std::string> names;
+    for (const auto& r : config.repositories) names.push_back(r.name);
+    autorun_ = std::make_unique<AutorunListener>(*runs_, *dispatcher_, names);
     poller_ = std::make_unique<Poller>(*store_, metrics_, std::move(targets), autorun_.get());
 
+    auto forge_hooks = ReadForgeHooks(config);
+    if (!forge_hooks) return Fatal(forge_hooks.error().message);
     ApiOptions api_options;
     api_options.listen = config.listen;
     ApplyEnvironment(&api_options);
@@ -225,7 +237,14 @@ class Daemon {
                           .triggers = trigger_store_.get(),
                           .tokens = tokens_.get(),
                           .verify_commit = [this](const std::string& repository, const std::string& branch,
-                                                  const std::string& sha) { return VerifyCommit(repository, branch, sha); }};
+                                                  const std::string& sha) { return VerifyCommit(repository, branch, sha); },
+                          .forge_hooks = std::move(*forge_hooks),
+                          .look = [this](const std::string& repository) { dispatcher_->RequestLook(repository); },
+                          .pull_request = [this](const std::string& repository, const std::string& number,
+                                                 const std::string& source_branch, bool draft, bool open,
+                                                 const std::string& why) {
+                            NotePullRequest(repository, number, source_branch, draft, open, why);
+                          }};
     auto api = ApiServer::Start(api_options, deps);
     if (!api) return Fatal(api.error().message);
     api_ = std::move(*api);
@@ -233,12 +252,17 @@ class Daemon {
                  config.listen, api_->port(), config.state_dir);
 
     poller_->Start();
+    for (const auto& r : config.repositories) {
+      dispatcher_->Poll(r.name, std::chrono::duration_cast<std::chrono::milliseconds>(r.poll_interval));
+    }
+    dispatcher_->Start();
     NotifySystemd("READY=1\nSTATUS=serving");
     const int sig = WaitForTermination();
     spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
     NotifySystemd("STOPPING=1");
     poller_->BeginStop();  // releases API requests waiting for a sync
     api_->Stop();
+    dispatcher_->Stop();
     if (!poller_->Stop(kSyncGrace)) {
       // A thread is stuck inside a fetch; joining it would hang the exit.
       // Every store change is one transaction, so ending here loses nothing.
@@ -255,6 +279,34 @@ class Daemon {
   static int Fatal(const std::string& message, int code = kExitRuntime) {
     PrintFatal(message);
     return code;
+  }
+
+  // The repositories that take forge webhooks, with their secrets.
+  static Result<std::vector<ForgeHook>> ReadForgeHooks(const Config& config) {
+    std::vector<ForgeHook> hooks;
+    for (const auto& r : config.repositories) {
+      if (r.webhook_type.empty()) continue;
+      std::ifstream in(r.webhook_secret_file, std::ios::binary);
+      std::string secret((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+      if (!in.good() && !in.eof()) secret.clear();
+      if (secret.empty()) {
+        return Fail("repository " + r.name + ": webhook.secretFile " + r.webhook_secret_file +
+                    " cannot be read or is empty");
+      }
+      hooks.push_back(ForgeHook{r.name, r.webhook_type,
+                                r.webhook_forge_url.empty() ? r.url : r.webhook_forge_url, std::move(secret)});
+    }
+    return hooks;
+  }
+
+  void NotePullRequest(const std::string& repository, const std::string& number, const std::string& source_branch,
+                       bool draft, bool open, const std::string& why) {
+    if (auto s = trigger_store_->NotePullRequest(repository, triggers::PullRequestInfo{number, source_branch, draft, open});
+        !s) {
+      spdlog::error("triggers: cannot record pull request #{} of {}: {}", number, repository, s.error().message);
+    }
+    if (!open) dispatcher_->PullRequestClosed(repository, number, why);
   }
 
   // A commit a webhook names must be one of the branch as fetched now.
@@ -329,6 +381,12 @@ class Daemon {
     auto trigger_store = triggers::TriggerStore::Open(dir);
     if (!trigger_store) return Fail("triggers: " + trigger_store.error().message);
     trigger_store_ = std::move(*trigger_store);
+    git_view_ = std::make_unique<MirrorGit>(*mirrors_);
+    firing_ = std::make_unique<RunFiring>(*runs_, nullptr);
+    flows_with_triggers_ = std::make_unique<FlowsWithTriggers>(*store_);
+    dispatcher_ = std::make_unique<triggers::Dispatcher>(
+        *trigger_store_, *git_view_, *firing_, [this] { return (*flows_with_triggers_)(); },
+        [mirrors](const std::string& name_or_url) { return mirrors->Resolve(name_or_url); });
     spdlog::info("runtime: processes on this host, service ports {}-{}, {}", config.port_range_first,
                  config.port_range_last, DescribeAddons(config));
     return Ok();
@@ -338,6 +396,7 @@ class Daemon {
   // the next start resumes them), then what it drives. Services keep
   // running: the next daemon re-adopts them.
   void StopRuntime() {
+    dispatcher_.reset();
     runs_.reset();
     engine_.reset();
     executor_.reset();
@@ -373,6 +432,10 @@ class Daemon {
   std::unique_ptr<runner::Engine> engine_;
   std::unique_ptr<FlowRuns> runs_;
   std::unique_ptr<triggers::TriggerStore> trigger_store_;
+  std::unique_ptr<MirrorGit> git_view_;
+  std::unique_ptr<RunFiring> firing_;
+  std::unique_ptr<FlowsWithTriggers> flows_with_triggers_;
+  std::unique_ptr<triggers::Dispatcher> dispatcher_;
   std::unique_ptr<AutorunListener> autorun_;
   std::unique_ptr<Poller> poller_;
   std::unique_ptr<ApiServer> api_;

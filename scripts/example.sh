@@ -65,15 +65,28 @@ wait_runs() {  # until no run is pending or running
     sleep 0.2
   done
 }
-release() {  # commit a new VERSION, sync, run the production flow; prints the run id
+release() {  # commit a new VERSION and push it: the production flow's Git trigger releases it; prints the run id
   local version=$(( $(cat "$demo/work/VERSION") + 1 ))
   echo "$version" >"$demo/work/VERSION"
   git_as_example commit -q -am "Release version $version"
   git_as_example push -q origin main
+  local sha
+  sha=$(git -C "$demo/work" rev-parse HEAD)
   curl -sf -X POST -H "Authorization: Bearer $GITOPSD_TOKEN" \
     $api/api/v1/repositories/shop/sync >/dev/null
-  ctl --json run production --wait |
-    python3 -c 'import json,sys; print(json.JSONDecoder().raw_decode(sys.stdin.read())[0]["id"])'
+  python3 - "$api" "$sha" <<'PY'
+import json, sys, time, urllib.request
+api, sha = sys.argv[1], sys.argv[2]
+for _ in range(1500):
+    runs = json.load(urllib.request.urlopen(api + "/api/v1/runs?flow=production"))["runs"]
+    run = next((r for r in runs if (r.get("refs") or {}).get("app", {}).get("sha") == sha), None)
+    if run and run["concluded"]:
+        print(run["id"])
+        break
+    time.sleep(0.2)
+else:
+    sys.exit("no release of " + sha + " concluded")
+PY
 }
 
 say "synced; the shop Template ran on its own (autorun)"
@@ -83,7 +96,7 @@ ctl runs
 say "web service answers version $(served)"
 
 first=$(release)
-say "release run $first: the web service answers version $(served)"
+say "pushed; the production flow's Git trigger ran release $first: the web service answers version $(served)"
 ctl get run "$first"
 second=$(release)
 say "release run $second: the web service answers version $(served)"

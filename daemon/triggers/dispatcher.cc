@@ -72,12 +72,37 @@ uint64_t Dispatcher::looks() const {
   return looks_;
 }
 
+void Dispatcher::Poll(const std::string& repository, std::chrono::milliseconds interval) {
+  {
+    std::lock_guard lock(mu_);
+    polled_[repository] = Polled{interval, std::chrono::steady_clock::now()};
+  }
+  wake_.notify_all();
+}
+
 void Dispatcher::Loop() {
   StartPending();  // what a crash left between recording and starting
   std::unique_lock lock(mu_);
-  while (true) {
-    wake_.wait(lock, [&] { return stopping_ || !requested_.empty(); });
-    if (stopping_) return;
+  while (!stopping_) {
+    // Polled repositories that are due join the requests.
+    auto next = std::chrono::steady_clock::time_point::max();
+    const auto now = std::chrono::steady_clock::now();
+    for (auto& [repository, p] : polled_) {
+      if (p.due <= now) {
+        requested_.insert(repository);
+        p.due = now + p.interval;
+      }
+      next = std::min(next, p.due);
+    }
+    if (requested_.empty()) {
+      auto woken = [&] { return stopping_ || !requested_.empty(); };
+      if (next == std::chrono::steady_clock::time_point::max()) {
+        wake_.wait(lock, woken);  // (waiting until max() overflows in some libraries)
+      } else {
+        wake_.wait_until(lock, next, woken);
+      }
+      continue;
+    }
     const std::string repository = *requested_.begin();
     requested_.erase(requested_.begin());
     lock.unlock();

@@ -124,6 +124,8 @@ class Dispatcher {
   void Start();
   void Stop();
 
+  // Looks at `repository` every `interval` (polling; webhooks make it sooner).
+  void Poll(const std::string& repository, std::chrono::milliseconds interval);
   // Asks for a look at `repository` soon; returns at once.
   void RequestLook(const std::string& repository);
   // Looks now, on the caller's thread (serialised with the dispatcher's
@@ -156,6 +158,11 @@ class Dispatcher {
   mutable std::mutex mu_;
   std::condition_variable wake_;
   std::set<std::string> requested_;
+  struct Polled {
+    std::chrono::milliseconds interval;
+    std::chrono::steady_clock::time_point due;
+  };
+  std::map<std::string, Polled> polled_;
   bool stopping_ = false;
   uint64_t looks_ = 0;
   std::thread thread_;
