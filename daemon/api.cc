@@ -27,6 +27,7 @@
 #include <thread>
 
 #include "daemon/api_json.h"
+#include "daemon/api_previews.h"
 #include "daemon/api_resources.h"
 #include "daemon/api_runs.h"
 #include "daemon/api_write.h"
@@ -128,6 +129,7 @@ class Router {
     }
     if (auto r = runs_.Route(req, p)) return std::move(*r);
     if (auto r = hooks_.RouteTokens(req, p)) return std::move(*r);
+    if (auto r = RoutePreviews(deps_, req, p)) return std::move(*r);
     if (auto r = RouteResources(deps_, req, p)) return std::move(*r);
     return NotFound(req.path);
   }

@@ -33,7 +33,13 @@ class ServiceManager;
 class Addons;
 }  // namespace gitopsd::runtime
 
+namespace gitopsd::previews {
+class PreviewStore;
+}
+
 namespace gitopsd::daemon {
+
+class PreviewManager;
 
 class Poller;
 class DaemonMetrics;
@@ -70,6 +76,8 @@ struct ApiDeps {
   runtime::ServiceManager* services = nullptr;
   runtime::Addons* addons = nullptr;
   HookDeps hooks{};  // webhooks and their tokens (api_hooks.h)
+  PreviewManager* previews = nullptr;            // GET/DELETE /api/v1/previews
+  previews::PreviewStore* preview_store = nullptr;
 };
 
 class ApiServer {

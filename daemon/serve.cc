@@ -18,6 +18,7 @@
 
 #include "daemon/api.h"
 #include "daemon/flow_runs.h"
+#include "daemon/previews/preview_manager.h"
 #include "daemon/trigger_bridge.h"
 #include "daemon/triggers/dispatcher.h"
 #include "daemon/triggers/trigger_store.h"
@@ -232,6 +233,8 @@ class Daemon {
     deps.jobs = jobs_.get();
     deps.services = services_.get();
     deps.addons = addons_.get();
+    deps.previews = previews_.get();
+    deps.preview_store = preview_store_.get();
     deps.hooks = HookDeps{.store = store_.get(),
                           .runs = runs_.get(),
                           .triggers = trigger_store_.get(),
@@ -256,6 +259,7 @@ class Daemon {
       dispatcher_->Poll(r.name, std::chrono::duration_cast<std::chrono::milliseconds>(r.poll_interval));
     }
     dispatcher_->Start();
+    previews_->Start();
     NotifySystemd("READY=1\nSTATUS=serving");
     const int sig = WaitForTermination();
     spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -263,6 +267,7 @@ class Daemon {
     poller_->BeginStop();  // releases API requests waiting for a sync
     api_->Stop();
     dispatcher_->Stop();
+    previews_->Stop();
     if (!poller_->Stop(kSyncGrace)) {
       // A thread is stuck inside a fetch; joining it would hang the exit.
       // Every store change is one transaction, so ending here loses nothing.
@@ -382,7 +387,17 @@ class Daemon {
     if (!trigger_store) return Fail("triggers: " + trigger_store.error().message);
     trigger_store_ = std::move(*trigger_store);
     git_view_ = std::make_unique<MirrorGit>(*mirrors_);
-    firing_ = std::make_unique<RunFiring>(*runs_, nullptr);
+    auto preview_store = previews::PreviewStore::Open(dir);
+    if (!preview_store) return Fail("previews: " + preview_store.error().message);
+    preview_store_ = std::move(*preview_store);
+    previews_ = std::make_unique<PreviewManager>(PreviewDeps{.store = store_.get(),
+                                                             .runs = runs_.get(),
+                                                             .previews = preview_store_.get(),
+                                                             .services = services_.get(),
+                                                             .addons = addons_.get(),
+                                                             .resources = resources_.get(),
+                                                             .state_dir = dir});
+    firing_ = std::make_unique<RunFiring>(*runs_, previews_.get());
     flows_with_triggers_ = std::make_unique<FlowsWithTriggers>(*store_);
     dispatcher_ = std::make_unique<triggers::Dispatcher>(
         *trigger_store_, *git_view_, *firing_, [this] { return (*flows_with_triggers_)(); },
@@ -397,6 +412,7 @@ class Daemon {
   // running: the next daemon re-adopts them.
   void StopRuntime() {
     dispatcher_.reset();
+    previews_.reset();
     runs_.reset();
     engine_.reset();
     executor_.reset();
@@ -432,6 +448,8 @@ class Daemon {
   std::unique_ptr<runner::Engine> engine_;
   std::unique_ptr<FlowRuns> runs_;
   std::unique_ptr<triggers::TriggerStore> trigger_store_;
+  std::unique_ptr<previews::PreviewStore> preview_store_;
+  std::unique_ptr<PreviewManager> previews_;
   std::unique_ptr<MirrorGit> git_view_;
   std::unique_ptr<RunFiring> firing_;
   std::unique_ptr<FlowsWithTriggers> flows_with_triggers_;

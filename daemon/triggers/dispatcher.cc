@@ -195,6 +195,7 @@ void Dispatcher::PullRequestClosed(const std::string& repository, const std::str
     for (const GitTrigger& t : f.triggers) {
       if (!Watches(t, repository)) continue;
       firing_.SourceGone(f.flow, repository, "", number, why);
+      (void)store_.ForgetHead(f.flow, t.ref, "", number);  // reopened, it fires again
     }
   }
 }

@@ -232,8 +232,8 @@ Status TriggerStore::ForgetHead(const FlowKey& flow, const std::string& trigger,
                                 const std::string& pull_request) {
   std::lock_guard lock(impl_->mu);
   auto st = impl_->db.Cached(
-      "DELETE FROM trigger_heads WHERE flow_kind = ?1 AND flow_name = ?2 AND trigger_ref = ?3 AND branch = ?4 "
-      "AND pull_request = ?5");
+      "DELETE FROM trigger_heads WHERE flow_kind = ?1 AND flow_name = ?2 AND trigger_ref = ?3 "
+      "AND pull_request = ?5 AND (branch = ?4 OR ?5 != '')");
   if (!st) return std::unexpected(st.error());
   return (*st)->Bind(1, flow.kind).Bind(2, flow.name).Bind(3, trigger).Bind(4, branch).Bind(5, pull_request).Run();
 }

@@ -94,7 +94,8 @@ class TriggerStore {
   Result<std::vector<TriggerEvent>> RecordHeads(const FlowKey& flow, const std::string& trigger,
                                                 const std::vector<HeadSeen>& heads, bool fire_on_first);
   // Forgets the handled head of a (flow, trigger, branch, pull request): a
-  // deleted branch or a closed PR, so that a later branch of that name fires.
+  // deleted branch or a closed PR, so that a later branch of that name (or
+  // the PR reopened) fires. For a pull request the branch is not compared.
   Status ForgetHead(const FlowKey& flow, const std::string& trigger, const std::string& branch,
                     const std::string& pull_request);
   // The heads handled for one trigger of a flow (its branches and pull

@@ -1,0 +1,116 @@
+// Preview environments: one per pull request (or matching branch) of a
+// PreviewTemplate, created when its trigger fires, re-run on each new
+// commit, torn down when its source goes (a PR closed or merged, a branch
+// deleted), when it expires, or when asked (DELETE /api/v1/previews/NAME).
+//
+// What callers can rely on:
+//  - One live preview per (template, pull request | branch): an update of
+//    the source re-runs the same preview's setup run, never a second one.
+//  - The name comes from options.nameFormat: an expression over the
+//    trigger's refs ("pr-${refs.app.pullRequestId}"), or one of the
+//    conventions "pull-request-id" (pr-12), "branch" (its slug), "timestamp"
+//    (yy-mm-dd-hhmm) and "random-words"; by default pr-<n> or the branch
+//    slug. Lower-case letters, digits and dashes, at most 39 characters; a
+//    taken name gets a suffix. ${args.name} and ${args.previewId} hold it.
+//  - options.maxPreviews caps the live previews of a template: beyond it an
+//    event is refused (logged, the event recorded as skipped).
+//  - options.expiry.previewLifetime (minutes) tears a preview down that long
+//    after its creation, or after its last update with resetOnUpdate.
+//  - The resources a preview owns are those its setup runs declared
+//    (Addon, DeploymentService, jobs, SecretGroup, BuildService nodes) whose
+//    name holds the preview's name or whose tags hold its previewId: shared
+//    resources a template only names (a build service, the production
+//    database it forks) are never removed.
+//  - Teardown runs teardownSpec first (with the refs of the last setup run:
+//    the trigger's and every node's output), unless skipped; with
+//    failurePolicy "block" a failed teardown run stops there
+//    (teardown_failed, resources kept); otherwise every owned resource is
+//    removed: services stopped and forgotten, databases dropped with their
+//    backups, state folders deleted. Then the preview is "gone".
+//  - Crash-safe: every step is a state change recorded first; Tick() (every
+//    tick, and at start) carries on whatever a preview was doing — a setup
+//    run that concluded, a teardown half done — so a restart finishes it.
+//  - Thread-safe.
+#pragma once
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "daemon/previews/preview_store.h"
+#include "daemon/trigger_bridge.h"
+
+namespace gitopsd::store {
+class Store;
+}
+namespace gitopsd::runner {
+class Engine;
+}
+namespace gitopsd::runtime {
+class ServiceManager;
+class Addons;
+class ResourceRegistry;
+}  // namespace gitopsd::runtime
+
+namespace gitopsd::daemon {
+
+class FlowRuns;
+
+struct PreviewDeps {
+  store::Store* store = nullptr;
+  FlowRuns* runs = nullptr;
+  previews::PreviewStore* previews = nullptr;
+  runtime::ServiceManager* services = nullptr;
+  runtime::Addons* addons = nullptr;
+  runtime::ResourceRegistry* resources = nullptr;
+  std::string state_dir;
+  std::chrono::milliseconds tick{1000};
+};
+
+class PreviewManager final : public PreviewFiring {
+ public:
+  explicit PreviewManager(PreviewDeps deps) : d_(std::move(deps)) {}
+  ~PreviewManager() override;  // Stop()
+  PreviewManager(const PreviewManager&) = delete;
+  PreviewManager& operator=(const PreviewManager&) = delete;
+
+  void Start();
+  void Stop();
+
+  Result<triggers::FireOutcome> Update(const triggers::TriggerEvent& event, const std::string& repo_url) override;
+  void SourceGone(const triggers::FlowKey& preview_template, const std::string& repository, const std::string& branch,
+                  const std::string& pull_request, const std::string& why) override;
+
+  // Starts tearing the preview down (kNotFound-like error for an unknown or
+  // gone one); it is gone once Tick() finished it.
+  Result<previews::Preview> Teardown(const std::string& name, bool skip_teardown, const std::string& why);
+  // Carries every live preview one step on; the manager's thread calls it.
+  void Tick();
+
+ private:
+  Result<previews::Preview> Create(const triggers::TriggerEvent& event, const json::Value& body,
+                                   const json::Value& refs);
+  Result<int64_t> StartSetup(previews::Preview& preview, const triggers::TriggerEvent& event, const json::Value& refs);
+  void Settle(previews::Preview& preview);
+  void FinishTeardown(previews::Preview& preview);
+  Status BeginTeardown(previews::Preview& preview, bool skip_teardown, const std::string& why);
+  void RemoveResources(const previews::Preview& preview);
+  Status Save(const previews::Preview& preview);
+
+  PreviewDeps d_;
+  std::mutex mu_;  // one change of previews at a time
+  std::mutex thread_mu_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+// The name a preview gets (see above); `taken` says whether a name is in use.
+std::string PreviewName(const json::Value& template_body, const json::Value& refs, const std::string& trigger,
+                        const triggers::TriggerEvent& event);
+
+}  // namespace gitopsd::daemon
