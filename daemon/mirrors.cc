@@ -45,8 +45,11 @@ Result<std::string> Mirrors::FetchBranch(const std::string& name, const std::str
   if (it == repos_.end()) return Fail(UnknownRepository(name));
   auto repo = Open(name);
   if (!repo) return std::unexpected(repo.error());
+  const std::string wanted = branch.empty() ? it->second.branch : branch;
   std::lock_guard lock(fetch_mu_);
-  return (*repo)->Fetch(branch.empty() ? it->second.branch : branch, it->second.credentials);
+  // Into refs of its own: the sync loop fetches refs/remotes/origin/* with
+  // a handle of its own, and two writers of one ref would fail each other.
+  return (*repo)->FetchRef("refs/heads/" + wanted, "refs/gitopsd/heads/" + wanted, it->second.credentials);
 }
 
 namespace {

@@ -38,9 +38,9 @@ class Mirrors {
   // Configured repository -> its synced branch.
   std::map<std::string, std::string> Branches() const;
 
-  // Fetches `branch` of a configured repository into its mirror now; the
-  // fetched commit. Fetches of one repository through Mirrors are
-  // serialised. Errors are Repository::Fetch's.
+  // Fetches `branch` of a configured repository into its mirror now (into
+  // refs/gitopsd/heads/<branch>, apart from the sync loop's refs); the
+  // fetched commit. Fetches through Mirrors are serialised.
   Result<std::string> FetchBranch(const std::string& name, const std::string& branch) const;
 
   // The configuration of a configured repository (nullptr: unknown).

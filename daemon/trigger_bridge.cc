@@ -79,7 +79,7 @@ Status MirrorGit::Fetch(const std::string& repository, const std::string& branch
     if (remote_ref.empty()) remote_ref = "refs/pull/" + pull_request + "/head";
     const sync::RepositoryConfig* config = mirrors_.Config(repository);
     if (!config) return Fail("repository \"" + repository + "\" is not configured");
-    auto fetched = (*mirror)->FetchRef(remote_ref, "refs/remotes/origin/pull/" + pull_request, config->credentials);
+    auto fetched = (*mirror)->FetchRef(remote_ref, "refs/gitopsd/pull/" + pull_request, config->credentials);
     if (!fetched) return std::unexpected(fetched.error());
   }
   if (!(*mirror)->HasCommit(sha)) {

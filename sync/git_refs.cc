@@ -21,13 +21,21 @@ struct Connection {
   }
 };
 
+// An anonymous remote on origin's URL: it has no configured refspecs, so a
+// fetch updates only the ref asked for (a named remote would also update
+// refs/remotes/origin/*, which the sync loop writes with a handle of its own).
 Status Connect(git_repository* repo, const std::string& dir, const Credentials& creds, Connection* c) {
-  git_remote* raw = nullptr;
-  if (git_remote_lookup(&raw, repo, "origin") < 0) {
+  git_remote* origin = nullptr;
+  if (git_remote_lookup(&origin, repo, "origin") < 0) {
     return Fail("mirror " + dir + " has no remote origin: " + LastError());
   }
+  RemotePtr named(origin);
+  c->url = git_remote_url(origin);
+  git_remote* raw = nullptr;
+  if (git_remote_create_anonymous(&raw, repo, c->url.c_str()) < 0) {
+    return Fail("cannot open a connection to " + RedactUrl(c->url) + ": " + LastError());
+  }
   c->remote.reset(raw);
-  c->url = git_remote_url(raw);
   if (auto ready = PrepareTransport(&c->ctx, c->url, creds); !ready) return ready;
   c->callbacks = MakeCallbacks(&c->ctx);
   git_remote_connect_options options;

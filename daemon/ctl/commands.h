@@ -44,6 +44,10 @@ int RunAct(const Globals& g, const std::string& id, const std::string& action);
 // what: services, jobs, addons, builds or backups.
 int RunGetResources(const Globals& g, const std::string& what);
 
+// previews [--all]; teardown NAME [--skip-teardown]
+int RunListPreviews(const Globals& g, bool all);
+int RunTeardown(const Globals& g, const std::string& name, bool skip_teardown);
+
 struct ApplyOptions {
   std::string file;
   std::string repository;  // "" = the server decides

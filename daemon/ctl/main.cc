@@ -87,6 +87,14 @@ int Main(int argc, char** argv) {
   auto* approve = app.add_subcommand("approve", "Approve the run's nodes waiting for approval");
   approve->add_option("RUN", run_id, "The run's id")->required();
 
+  bool all_previews = false, skip_teardown = false;
+  std::string preview_name;
+  auto* previews = app.add_subcommand("previews", "List the preview environments");
+  previews->add_flag("--all", all_previews, "Include previews that are gone");
+  auto* teardown = app.add_subcommand("teardown", "Tear a preview environment down");
+  teardown->add_option("NAME", preview_name, "The preview's name")->required();
+  teardown->add_flag("--skip-teardown", skip_teardown, "Do not run the template's teardownSpec first");
+
   ApplyOptions apply_options;
   auto* apply = app.add_subcommand(
       "apply", "Validate a file locally, then create or replace its object (written back to Git)");
@@ -148,6 +156,8 @@ int Main(int argc, char** argv) {
   if (rollback->parsed()) return RunRollback(g, run_id, restore_backup);
   if (cancel->parsed()) return RunAct(g, run_id, "cancel");
   if (approve->parsed()) return RunAct(g, run_id, "approve");
+  if (previews->parsed()) return RunListPreviews(g, all_previews);
+  if (teardown->parsed()) return RunTeardown(g, preview_name, skip_teardown);
   if (apply->parsed()) return RunApply(g, apply_options);
   if (edit->parsed()) return RunEdit(g, kind, name);
   if (del->parsed()) return RunDelete(g, kind, name);

@@ -227,7 +227,13 @@ void Dispatcher::Handle(const TriggerEvent& event, const std::vector<WatchingFlo
   });
   if (newer_pending && !flow->burst_each) return skip("superseded by a newer head of the same branch");
   auto prs = store_.PullRequests(event.repository);
-  Decision decision = Decide(event, *trigger, prs ? *prs : std::vector<PullRequestInfo>{});
+  auto decided = Decide(event, *trigger, prs ? *prs : std::vector<PullRequestInfo>{});
+  if (!decided) {
+    spdlog::warn("triggers: {}: cannot decide now (tried again on the next look): {}", Describe(event),
+                 decided.error().message);
+    return;
+  }
+  const Decision& decision = *decided;
   if (!decision.fires) return skip(decision.reason);
   const std::string url = git_.UrlOf(event.repository);
   auto fired = flow->flow.kind == "PreviewTemplate" ? firing_.UpdatePreview(event, url)
@@ -245,15 +251,15 @@ void Dispatcher::Handle(const TriggerEvent& event, const std::vector<WatchingFlo
   }
 }
 
-Decision Dispatcher::Decide(const TriggerEvent& event, const GitTrigger& trigger,
-                            const std::vector<PullRequestInfo>& prs) {
+Result<Decision> Dispatcher::Decide(const TriggerEvent& event, const GitTrigger& trigger,
+                                    const std::vector<PullRequestInfo>& prs) {
   if (auto s = git_.Fetch(event.repository, event.branch, event.pull_request, event.sha); !s) {
-    return Decision{false, "cannot fetch " + Short(event.sha) + ": " + s.error().message};
+    return Fail("cannot fetch " + Short(event.sha) + ": " + s.error().message);
   }
   auto commits = git_.NewCommits(event.repository, event.previous_sha, event.sha, options_.max_commits);
-  if (!commits) return Decision{false, "cannot read the commits: " + commits.error().message};
+  if (!commits) return Fail("cannot read the commits: " + commits.error().message);
   auto paths = git_.ChangedPaths(event.repository, event.previous_sha, event.sha);
-  if (!paths) return Decision{false, "cannot read the changed paths: " + paths.error().message};
+  if (!paths) return Fail("cannot read the changed paths: " + paths.error().message);
   if (event.pull_request.empty()) {
     return Evaluate(trigger, PushEvent{event.branch, std::move(*commits), std::move(*paths)});
   }

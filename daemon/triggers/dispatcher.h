@@ -143,7 +143,9 @@ class Dispatcher {
   void StartPending();
   void Handle(const TriggerEvent& event, const std::vector<WatchingFlow>& flows,
               const std::vector<TriggerEvent>& pending);
-  Decision Decide(const TriggerEvent& event, const GitTrigger& trigger, const std::vector<PullRequestInfo>& prs);
+  // An error (Git could not be read) leaves the event pending.
+  Result<Decision> Decide(const TriggerEvent& event, const GitTrigger& trigger,
+                          const std::vector<PullRequestInfo>& prs);
   bool Watches(const GitTrigger& trigger, const std::string& repository) const;
   void Loop();
 

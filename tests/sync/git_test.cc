@@ -102,6 +102,10 @@ TEST_F(GitTest, ListRemoteFetchRefAndCommitsBetweenSeeWhatATriggerWatches) {
   ASSERT_TRUE(fetched) << fetched.error().message;
   EXPECT_EQ(*fetched, third);
   EXPECT_TRUE(mirror->HasCommit(third));
+  // Only the ref asked for moves: the sync loop's refs/remotes/origin/* stay.
+  auto branch = mirror->FetchRef("refs/heads/feature/x", "refs/gitopsd/heads/feature/x", {});
+  ASSERT_TRUE(branch) << branch.error().message;
+  EXPECT_FALSE(mirror->FetchedHead("feature/x")) << "refs/remotes/origin/feature/x was not written";
   auto missing = mirror->FetchRef("refs/pull/8/head", "refs/remotes/origin/pull/8", {});
   ASSERT_FALSE(missing);
   EXPECT_NE(missing.error().message.find("refs/pull/8/head"), std::string::npos) << missing.error().message;

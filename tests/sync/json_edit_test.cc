@@ -263,8 +263,8 @@ TEST(RewritePreservingFormat, RemovedKeyTakesItsLineAndComma) {
 TEST(RewritePreservingFormat, ChangeInsideNestedNodesKeepsEveryOtherLine) {
   std::string text = Example("previews/pull-requests.json");
   Value v = ParseOk(text);
-  // steps[0] is a parallel workflow without a ref; its second node is "db".
-  At(v, {"spec", "spec", "steps", "0", "spec", "steps", "ref=db", "spec", "source", "backupId"}) =
+  // steps[1] is a parallel workflow without a ref; its second node is "db".
+  At(v, {"spec", "spec", "steps", "1", "spec", "steps", "ref=db", "spec", "source", "backupId"}) =
       Value::String("nightly");
   LineDiff d = Diff(text, Rewrite(text, v));
   ASSERT_EQ(d.removed.size(), 1u);
