@@ -114,7 +114,11 @@ Response HookRoutes::FlowHook(const Request& req, const std::string& token) {
   if (!deps_.triggers || !deps_.runs) return ErrorResponse(503, "unavailable", "webhook triggers are not running");
   auto flow = deps_.triggers->FlowOfToken(token);
   if (!flow) return ErrorResponse(500, "internal", flow.error().message);
+  auto note = [&](const char* result) {
+    if (deps_.on_delivery) deps_.on_delivery("generic", result);
+  };
   if (!*flow || (*flow)->kind != "ReleaseFlow") {
+    note("refused");
     return ErrorResponse(404, "not_found", "no release flow has this webhook token");
   }
   const FlowKey& key = **flow;
@@ -126,6 +130,7 @@ Response HookRoutes::FlowHook(const Request& req, const std::string& token) {
   auto body = json::Parse((*object)->body);
   if (!body || !body->is_object()) return ErrorResponse(500, "internal", "the stored flow is not a JSON object");
   if (Paused(*body)) {
+    note("ignored");
     spdlog::info("webhook of {} \"{}\": triggers are paused, nothing started", key.kind, key.name);
     return Json(202, json::Value::Object({{"message", Str("the triggers of " + key.kind + " \"" + key.name +
                                                           "\" are paused: nothing was started")}}));
@@ -143,7 +148,11 @@ Response HookRoutes::FlowHook(const Request& req, const std::string& token) {
     }
   }
   auto id = deps_.runs->Start(key.kind, key.name, options);
-  if (!id) return RunFailed(id.error());
+  if (!id) {
+    note("invalid");
+    return RunFailed(id.error());
+  }
+  note("accepted");
   spdlog::info("run {} of {} \"{}\" started by its webhook", *id, key.kind, key.name);
   auto run = deps_.runs->engine().Get(*id);
   if (!run) return RunFailed(run.error());
@@ -157,8 +166,12 @@ Response HookRoutes::ForgeHookRequest(const Request& req, const std::string& for
   if (!forge) return ErrorResponse(404, "not_found", forge.error().message);
   triggers::Headers headers;
   for (const auto& [name, value] : req.headers) headers.Add(name, value);
+  auto note = [&](const char* result) {
+    if (deps_.on_delivery) deps_.on_delivery(forge_name, result);
+  };
   auto event = triggers::ParseDelivery(*forge, headers, req.body);
   if (!event) {
+    note("invalid");
     spdlog::warn("{} webhook: the payload does not parse: {}", forge_name, event.error().message);
     return ErrorResponse(400, "bad_request", event.error().message);
   }
@@ -175,6 +188,7 @@ Response HookRoutes::ForgeHookRequest(const Request& req, const std::string& for
     }
   }
   if (!verified) {
+    note("refused");
     spdlog::warn("{} webhook {} refused: {}", forge_name, event->delivery_id,
                  named ? "the signature does not verify with the repository's secret"
                        : "it names no repository configured for " + forge_name + " webhooks");
@@ -185,6 +199,7 @@ Response HookRoutes::ForgeHookRequest(const Request& req, const std::string& for
     auto first = deps_.triggers->FirstDelivery(forge_name, event->delivery_id);
     if (!first) return ErrorResponse(500, "internal", first.error().message);
     if (!*first) {
+      note("replayed");
       spdlog::info("{} webhook {} for {}: a replayed delivery, ignored", forge_name, event->delivery_id, repository);
       return Json(200, json::Value::Object({{"ignored", Str("delivery " + event->delivery_id + " was handled before")}}));
     }
@@ -192,6 +207,7 @@ Response HookRoutes::ForgeHookRequest(const Request& req, const std::string& for
   using Kind = triggers::ForgeEvent::Kind;
   using Action = triggers::ForgeEvent::PrAction;
   if (event->kind == Kind::kPing || event->kind == Kind::kIgnored) {
+    note("ignored");
     spdlog::info("{} webhook {} for {}: {}", forge_name, event->delivery_id, repository,
                  event->kind == Kind::kPing ? "ping" : "ignored: " + event->ignored_reason);
     return Json(200, json::Value::Object({{"repository", Str(repository)},
@@ -206,6 +222,7 @@ Response HookRoutes::ForgeHookRequest(const Request& req, const std::string& for
                               : "");
   }
   if (deps_.look) deps_.look(repository);
+  note("accepted");
   spdlog::info("{} webhook {} for {}: {} {}; looking at the repository", forge_name, event->delivery_id, repository,
                triggers::KindName(event->kind),
                event->kind == Kind::kPush ? event->branch : "#" + std::to_string(event->number) + " " +

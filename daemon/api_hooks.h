@@ -64,6 +64,8 @@ struct HookDeps {
   std::function<Status(const std::string& repository, const std::string& branch, const std::string& sha)>
       verify_commit;
   std::vector<ForgeHook> forge_hooks;
+  // Hears of each delivery: ("github" | "gitlab" | "gitea" | "generic", result).
+  std::function<void(const std::string& source, const std::string& result)> on_delivery;
   // Look at the repository's refs soon (coalesced); a pull request's news.
   std::function<void(const std::string& repository)> look;
   std::function<void(const std::string& repository, const std::string& number, const std::string& source_branch,

@@ -169,6 +169,10 @@ constexpr const char* kWriteBackPending = "gitopsd_writeback_pending";
 constexpr const char* kWriteBackPushed = "gitopsd_writeback_pushed_total";
 constexpr const char* kWriteBackFailures = "gitopsd_writeback_failures_total";
 constexpr const char* kConflictsOpen = "gitopsd_conflicts_open";
+constexpr const char* kTriggerLooks = "gitopsd_trigger_looks_total";
+constexpr const char* kTriggerFetches = "gitopsd_trigger_fetches_total";
+constexpr const char* kTriggerEvents = "gitopsd_trigger_events_total";
+constexpr const char* kWebhookDeliveries = "gitopsd_webhook_deliveries_total";
 constexpr const char* kConflictsTotal = "gitopsd_conflicts_total";
 }  // namespace
 
@@ -194,6 +198,14 @@ DaemonMetrics::DaemonMetrics() {
                      "Conflicts between Git and API edits that are not resolved yet.");
   registry_.Describe(kConflictsTotal, T::kCounter, "Conflicts recorded, by repository.");
   registry_.Set(kConflictsOpen, {}, 0);
+  registry_.Describe(kTriggerLooks, T::kCounter,
+                     "Looks at a repository's refs by the trigger dispatcher (one ls-remote each).");
+  registry_.Describe(kTriggerFetches, T::kCounter, "Fetches the trigger dispatcher made for new heads.");
+  registry_.Describe(kTriggerEvents, T::kCounter,
+                     "New heads of watched branches and pull requests, by what came of them (fired, skipped).");
+  registry_.Describe(kWebhookDeliveries, T::kCounter,
+                     "Webhook deliveries by forge (or generic) and result (accepted, refused, replayed, ignored, "
+                     "invalid).");
   for (const char* kind : {"Template", "ReleaseFlow", "PreviewTemplate"}) {
     registry_.Set(kObjects, {{"kind", kind}}, 0);
   }
@@ -257,5 +269,17 @@ void DaemonMetrics::RecordWriteBackFailure(const std::string& repo) {
 }
 
 void DaemonMetrics::SetConflictsOpen(double count) { registry_.Set(kConflictsOpen, {}, count); }
+
+void DaemonMetrics::RecordTriggerLook(const std::string& repo) { registry_.Add(kTriggerLooks, {{"repository", repo}}); }
+
+void DaemonMetrics::RecordTriggerFetch(const std::string& repo) {
+  registry_.Add(kTriggerFetches, {{"repository", repo}});
+}
+
+void DaemonMetrics::RecordTriggerEvent(const std::string& result) { registry_.Add(kTriggerEvents, {{"result", result}}); }
+
+void DaemonMetrics::RecordWebhook(const std::string& source, const std::string& result) {
+  registry_.Add(kWebhookDeliveries, {{"source", source}, {"result", result}});
+}
 
 }  // namespace gitopsd::daemon

@@ -75,6 +75,10 @@ class DaemonMetrics {
   void RecordWriteBack(const std::string& repo, int pushed, int conflicts);
   void RecordWriteBackFailure(const std::string& repo);
   void SetConflictsOpen(double count);
+  void RecordTriggerLook(const std::string& repo);
+  void RecordTriggerFetch(const std::string& repo);
+  void RecordTriggerEvent(const std::string& result);                     // "fired", "skipped"
+  void RecordWebhook(const std::string& source, const std::string& result);  // ("github", "accepted")
 
   std::string Render() const { return registry_.Render(); }
   Registry& registry() { return registry_; }

@@ -242,6 +242,9 @@ class Daemon {
                           .verify_commit = [this](const std::string& repository, const std::string& branch,
                                                   const std::string& sha) { return VerifyCommit(repository, branch, sha); },
                           .forge_hooks = std::move(*forge_hooks),
+                          .on_delivery = [this](const std::string& source, const std::string& result) {
+                            metrics_.RecordWebhook(source, result);
+                          },
                           .look = [this](const std::string& repository) { dispatcher_->RequestLook(repository); },
                           .pull_request = [this](const std::string& repository, const std::string& number,
                                                  const std::string& source_branch, bool draft, bool open,
@@ -386,7 +389,8 @@ class Daemon {
     auto trigger_store = triggers::TriggerStore::Open(dir);
     if (!trigger_store) return Fail("triggers: " + trigger_store.error().message);
     trigger_store_ = std::move(*trigger_store);
-    git_view_ = std::make_unique<MirrorGit>(*mirrors_);
+    git_view_ = std::make_unique<MirrorGit>(*mirrors_,
+                                            [this](const std::string& repo) { metrics_.RecordTriggerFetch(repo); });
     auto preview_store = previews::PreviewStore::Open(dir);
     if (!preview_store) return Fail("previews: " + preview_store.error().message);
     preview_store_ = std::move(*preview_store);
@@ -401,7 +405,10 @@ class Daemon {
     flows_with_triggers_ = std::make_unique<FlowsWithTriggers>(*store_);
     dispatcher_ = std::make_unique<triggers::Dispatcher>(
         *trigger_store_, *git_view_, *firing_, [this] { return (*flows_with_triggers_)(); },
-        [mirrors](const std::string& name_or_url) { return mirrors->Resolve(name_or_url); });
+        [mirrors](const std::string& name_or_url) { return mirrors->Resolve(name_or_url); },
+        triggers::DispatcherOptions{
+            .on_look = [this](const std::string& repo) { metrics_.RecordTriggerLook(repo); },
+            .on_event = [this](bool fired) { metrics_.RecordTriggerEvent(fired ? "fired" : "skipped"); }});
     spdlog::info("runtime: processes on this host, service ports {}-{}, {}", config.port_range_first,
                  config.port_range_last, DescribeAddons(config));
     return Ok();

@@ -64,6 +64,7 @@ Status MirrorGit::Fetch(const std::string& repository, const std::string& branch
   auto mirror = mirrors_.Open(repository);
   if (!mirror) return std::unexpected(mirror.error());
   if ((*mirror)->HasCommit(sha)) return Ok();
+  if (on_fetch_) on_fetch_(repository);
   if (pull_request.empty()) {
     auto head = mirrors_.FetchBranch(repository, branch);
     if (!head) return std::unexpected(head.error());

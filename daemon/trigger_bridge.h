@@ -36,7 +36,9 @@ class FlowRuns;
 
 class MirrorGit final : public triggers::GitView {
  public:
-  explicit MirrorGit(const Mirrors& mirrors) : mirrors_(mirrors) {}
+  // `on_fetch` (may be empty) hears of each fetch made.
+  explicit MirrorGit(const Mirrors& mirrors, std::function<void(const std::string&)> on_fetch = {})
+      : mirrors_(mirrors), on_fetch_(std::move(on_fetch)) {}
   Result<triggers::RemoteHeads> ListHeads(const std::string& repository) override;
   Status Fetch(const std::string& repository, const std::string& branch, const std::string& pull_request,
                const std::string& sha) override;
@@ -48,6 +50,7 @@ class MirrorGit final : public triggers::GitView {
 
  private:
   const Mirrors& mirrors_;
+  std::function<void(const std::string&)> on_fetch_;
   std::mutex mu_;
   // repository -> pull request number -> the remote ref of its head
   std::map<std::string, std::map<std::string, std::string>> pull_refs_;

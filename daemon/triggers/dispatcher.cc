@@ -137,6 +137,7 @@ Status Dispatcher::Look(const std::string& repository) {
     for (const GitTrigger& t : f.triggers) watched = watched || (!f.paused && !t.manual_only && Watches(t, repository));
   }
   if (!watched) return Ok();
+  if (options_.on_look) options_.on_look(repository);
   auto heads = git_.ListHeads(repository);
   if (!heads) return std::unexpected(heads.error());
   auto prs = store_.PullRequests(repository);
@@ -217,6 +218,7 @@ void Dispatcher::Handle(const TriggerEvent& event, const std::vector<WatchingFlo
   const GitTrigger* trigger = FindTrigger(flows, event, &flow);
   auto skip = [&](const std::string& reason) {
     spdlog::info("triggers: {}: not fired: {}", Describe(event), reason);
+    if (options_.on_event) options_.on_event(false);
     (void)store_.MarkSkipped(event.id, reason);
   };
   if (!trigger) return skip("the flow or its trigger is no longer in force");
@@ -246,6 +248,7 @@ void Dispatcher::Handle(const TriggerEvent& event, const std::vector<WatchingFlo
   }
   if (!fired->run) return skip(fired->skipped);
   spdlog::info("triggers: {}: fired ({}), run {}", Describe(event), decision.reason, *fired->run);
+  if (options_.on_event) options_.on_event(true);
   if (auto s = store_.MarkStarted(event.id, *fired->run); !s) {
     spdlog::error("triggers: event {}: cannot record run {}: {}", event.id, *fired->run, s.error().message);
   }

@@ -108,6 +108,9 @@ struct WatchingFlow {
 
 struct DispatcherOptions {
   size_t max_commits = 200;  // commits read per event for skip flags
+  // Observers (metrics); may be empty.
+  std::function<void(const std::string& repository)> on_look;
+  std::function<void(bool fired)> on_event;
 };
 
 class Dispatcher {

@@ -224,6 +224,14 @@ TEST_F(TriggersTest, AForgeWebhookIsBelievedOnlyWithItsSignatureAndOnlyOnce) {
   auto lying = GitHubPush("main", std::string(40, 'b'), "d-3");
   EXPECT_EQ(lying.status, 202) << lying.body;
   ExpectStillRuns("deploy", 1);
+
+  const std::string metrics = daemon_.Get("/metrics").body;
+  for (const char* line : {"gitopsd_webhook_deliveries_total{source=\"github\",result=\"refused\"} 1",
+                           "gitopsd_webhook_deliveries_total{source=\"github\",result=\"accepted\"} 2",
+                           "gitopsd_webhook_deliveries_total{source=\"github\",result=\"replayed\"} 1",
+                           "gitopsd_trigger_events_total{result=\"fired\"} 1"}) {
+    EXPECT_TRUE(Contains(metrics, line)) << line << "\n" << metrics;
+  }
 }
 
 }  // namespace
