@@ -86,7 +86,7 @@ struct ProcessBuildRunner::Impl {
   Impl(std::string dir, ProcessBuildOptions opts, sqlite::Database database)
       : state_dir(std::move(dir)), options(opts), db(std::move(database)) {}
 
-  BuildRecord FromRow(sqlite::Statement& st) const {
+  BuildRecord FromRow(const sqlite::Statement& st) const {
     BuildRecord r;
     r.service = st.Text(0);
     r.commit = st.Text(1);
@@ -155,12 +155,11 @@ struct ProcessBuildRunner::Impl {
       std::lock_guard lock(db_mu);
       auto st = db.Prepare("SELECT pid, pid_start FROM builds WHERE status = 'running' AND pid IS NOT NULL");
       if (!st) return std::unexpected(st.error());
-      while (true) {
-        auto row = st->Step();
-        if (!row) return std::unexpected(row.error());
-        if (!*row) break;
-        leftovers.push_back({static_cast<pid_t>(st->Int(0)), st->Int(1)});
-      }
+      auto rows = sqlite::ReadAll<ProcessIdentity>(*st, [](const sqlite::Statement& row) {
+        return ProcessIdentity{static_cast<pid_t>(row.Int(0)), row.Int(1)};
+      });
+      if (!rows) return std::unexpected(rows.error());
+      leftovers = std::move(*rows);
     }
     for (const ProcessIdentity& id : leftovers) TerminateGroup(id, options.stop_grace);
     std::lock_guard lock(db_mu);
@@ -282,14 +281,7 @@ Result<std::vector<BuildRecord>> ProcessBuildRunner::List(const std::string& ser
                               " FROM builds WHERE ?1 = '' OR service = ?1 ORDER BY started_at DESC");
   if (!st) return std::unexpected(st.error());
   st->Bind(1, service);
-  std::vector<BuildRecord> records;
-  while (true) {
-    auto row = st->Step();
-    if (!row) return std::unexpected(row.error());
-    if (!*row) break;
-    records.push_back(impl_->FromRow(*st));
-  }
-  return records;
+  return sqlite::ReadAll<BuildRecord>(*st, [this](const sqlite::Statement& row) { return impl_->FromRow(row); });
 }
 
 }  // namespace gitopsd::runtime

@@ -119,7 +119,7 @@ struct ProcessJobRunner::Impl {
     if (watcher.joinable()) watcher.join();
   }
 
-  static JobRun FromRow(sqlite::Statement& st) {
+  static JobRun FromRow(const sqlite::Statement& st) {
     JobRun r;
     r.id = st.Int(0);
     r.job = st.Text(1);
@@ -210,12 +210,11 @@ struct ProcessJobRunner::Impl {
       std::lock_guard lock(db_mu);
       auto st = db.Prepare("SELECT id, pid, pid_start, status_file FROM job_runs WHERE status = 'running'");
       if (!st) return std::unexpected(st.error());
-      while (true) {
-        auto row = st->Step();
-        if (!row) return std::unexpected(row.error());
-        if (!*row) break;
-        found.push_back({st->Int(0), {static_cast<pid_t>(st->IsNull(1) ? -1 : st->Int(1)), st->Int(2)}, st->Text(3)});
-      }
+      auto rows = sqlite::ReadAll<Adopted>(*st, [](const sqlite::Statement& row) {
+        return Adopted{row.Int(0), {static_cast<pid_t>(row.IsNull(1) ? -1 : row.Int(1)), row.Int(2)}, row.Text(3)};
+      });
+      if (!rows) return std::unexpected(rows.error());
+      found = std::move(*rows);
     }
     for (Adopted& run : found) {
       if (IsRunning(run.process)) {
@@ -364,14 +363,7 @@ Result<std::vector<JobRun>> ProcessJobRunner::List(const std::string& job) {
                               " FROM job_runs WHERE ?1 = '' OR job = ?1 ORDER BY id DESC");
   if (!st) return std::unexpected(st.error());
   st->Bind(1, job);
-  std::vector<JobRun> runs;
-  while (true) {
-    auto row = st->Step();
-    if (!row) return std::unexpected(row.error());
-    if (!*row) break;
-    runs.push_back(Impl::FromRow(*st));
-  }
-  return runs;
+  return sqlite::ReadAll<JobRun>(*st, Impl::FromRow);
 }
 
 Result<JobRun> ProcessJobRunner::WaitFor(int64_t run_id, milliseconds timeout) {

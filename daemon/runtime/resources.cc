@@ -478,16 +478,11 @@ Result<std::vector<Resource>> ResourceRegistry::ListLocked(std::optional<Resourc
                         (kind ? " WHERE kind = ?1" : "") + " ORDER BY kind, name");
   if (!st) return std::unexpected(st.error());
   if (kind) st->Bind(1, ResourceKindName(*kind));
-  std::vector<Resource> out;
-  while (true) {
-    auto row = st->Step();
-    if (!row) return std::unexpected(row.error());
-    if (!*row) break;
-    auto spec = ParseStored(st->Text(3), "resource " + st->Text(1));
+  return sqlite::ReadAll<Resource>(*st, [](const sqlite::Statement& row) -> Result<Resource> {
+    auto spec = ParseStored(row.Text(3), "resource " + row.Text(1));
     if (!spec) return std::unexpected(spec.error());
-    out.push_back(ReadRow(*st, std::move(*spec)));
-  }
-  return out;
+    return ReadRow(row, std::move(*spec));
+  });
 }
 
 Result<std::vector<Resource>> ResourceRegistry::List(std::optional<ResourceKind> kind) {

@@ -186,6 +186,35 @@ struct Instance {
   bool busy = false;  // a thread is stopping its process outside the lock
 };
 
+// A row of the services table: the instance as recorded, and the process
+// it ran then (adopted only if it still runs).
+struct StoredInstance {
+  Instance inst;
+  ProcessIdentity recorded;
+};
+
+StoredInstance ReadInstance(const sqlite::Statement& st) {
+  StoredInstance row;
+  Instance& inst = row.inst;
+  inst.spec = ServiceSpec{.service = st.Text(0),
+                          .build = st.Text(1),
+                          .build_dir = st.Text(2),
+                          .command = DecodeList(st.Text(3)),
+                          .shell = st.Int(4) != 0,
+                          .env = DecodeEnv(st.Text(5)),
+                          .health = HealthCheck{.kind = ParseHealthKind(st.Text(6)),
+                                                .path = st.Text(7),
+                                                .interval = milliseconds(st.Int(8)),
+                                                .timeout = milliseconds(st.Int(9)),
+                                                .failure_threshold = static_cast<int>(st.Int(10))}};
+  inst.port = static_cast<int>(st.Int(11));
+  row.recorded = ProcessIdentity{static_cast<pid_t>(st.Int(12)), st.Int(13)};
+  inst.state = ParseState(st.Text(14));
+  inst.restarts = static_cast<int>(st.Int(15));
+  inst.last_error = st.Text(16);
+  return row;
+}
+
 struct Probe {
   std::string service;
   pid_t pid = -1;
@@ -314,16 +343,13 @@ class ProcessServiceManager::Impl {
   }
 
   Status StopStrays() {
-    std::vector<ProcessIdentity> strays;
     auto st = db_.Prepare("SELECT pid, pid_start FROM service_strays");
     if (!st) return std::unexpected(st.error());
-    while (true) {
-      auto row = st->Step();
-      if (!row) return std::unexpected(row.error());
-      if (!*row) break;
-      strays.push_back({static_cast<pid_t>(st->Int(0)), st->Int(1)});
-    }
-    for (const ProcessIdentity& id : strays) TerminateGroup(id, options_.stop_grace);
+    auto strays = sqlite::ReadAll<ProcessIdentity>(*st, [](const sqlite::Statement& row) {
+      return ProcessIdentity{static_cast<pid_t>(row.Int(0)), row.Int(1)};
+    });
+    if (!strays) return std::unexpected(strays.error());
+    for (const ProcessIdentity& id : *strays) TerminateGroup(id, options_.stop_grace);
     return db_.Exec("DELETE FROM service_strays");
   }
 
@@ -333,28 +359,10 @@ class ProcessServiceManager::Impl {
         "health_timeout_ms, health_failure_threshold, port, pid, pid_start, status, restarts, last_error "
         "FROM services");
     if (!st) return std::unexpected(st.error());
+    auto rows = sqlite::ReadAll<StoredInstance>(*st, ReadInstance);
+    if (!rows) return std::unexpected(rows.error());
     const auto now = SteadyClock::now();
-    while (true) {
-      auto row = st->Step();
-      if (!row) return std::unexpected(row.error());
-      if (!*row) break;
-      Instance inst;
-      inst.spec = ServiceSpec{.service = st->Text(0),
-                              .build = st->Text(1),
-                              .build_dir = st->Text(2),
-                              .command = DecodeList(st->Text(3)),
-                              .shell = st->Int(4) != 0,
-                              .env = DecodeEnv(st->Text(5)),
-                              .health = HealthCheck{.kind = ParseHealthKind(st->Text(6)),
-                                                    .path = st->Text(7),
-                                                    .interval = milliseconds(st->Int(8)),
-                                                    .timeout = milliseconds(st->Int(9)),
-                                                    .failure_threshold = static_cast<int>(st->Int(10))}};
-      inst.port = static_cast<int>(st->Int(11));
-      ProcessIdentity recorded{static_cast<pid_t>(st->Int(12)), st->Int(13)};
-      inst.state = ParseState(st->Text(14));
-      inst.restarts = static_cast<int>(st->Int(15));
-      inst.last_error = st->Text(16);
+    for (auto& [inst, recorded] : *rows) {
       if (inst.state != ServiceState::kStopped && recorded.pid > 0 && IsRunning(recorded)) {
         inst.state = ServiceState::kRunning;  // adopted: supervised by polling its identity
         inst.process = recorded;
