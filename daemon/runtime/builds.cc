@@ -4,7 +4,6 @@
 #include <cctype>
 #include <condition_variable>
 #include <filesystem>
-#include <fstream>
 #include <mutex>
 #include <set>
 #include <utility>
@@ -46,20 +45,10 @@ BuildState ParseState(const std::string& text) {
   return BuildState::kRunning;
 }
 
-std::string FormatDuration(milliseconds d) {
-  if (d.count() % 1000 == 0) return std::to_string(d.count() / 1000) + "s";
-  return std::to_string(d.count()) + "ms";
-}
-
 bool IsCommitId(const std::string& id) {
   return id.size() == 40 && std::ranges::all_of(id, [](unsigned char c) {
            return std::isdigit(c) != 0 || (c >= 'a' && c <= 'f');
          });
-}
-
-void AppendToLog(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::app);
-  out << text;
 }
 
 }  // namespace
@@ -195,7 +184,7 @@ struct ProcessBuildRunner::Impl {
     if (exit.signal == 0 && !exit.timed_out) r->exit_code = exit.exit_code;
     r->state = exit.ok() ? BuildState::kSucceeded : BuildState::kFailed;
     if (exit.timed_out) {
-      r->error = "timed out after " + FormatDuration(spec.timeout) + "; stopped";
+      r->error = "timed out after " + DurationText(spec.timeout) + "; stopped";
     } else if (exit.abandoned) {
       r->error = "stopped: the run was cancelled or its node timed out";
     } else if (!exit.ok()) {

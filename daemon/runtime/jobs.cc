@@ -60,16 +60,6 @@ JobState ParseState(const std::string& text) {
   return JobState::kRunning;
 }
 
-std::string Seconds(milliseconds d) {
-  if (d.count() % 1000 == 0) return std::to_string(d.count() / 1000) + "s";
-  return std::to_string(d.count()) + "ms";
-}
-
-void AppendToLog(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::app);
-  out << text;
-}
-
 std::optional<int> ReadStatusFile(const std::string& path) {
   std::ifstream in(path);
   int code = -1;
@@ -275,7 +265,7 @@ struct ProcessJobRunner::Impl {
   void RunAttempts(const JobSpec& spec, JobRun* run, const std::string& program) {
     std::optional<SteadyClock::time_point> deadline;
     if (spec.active_deadline.count() > 0) deadline = SteadyClock::now() + spec.active_deadline;
-    const std::string deadline_error = "deadline exceeded: stopped after " + Seconds(spec.active_deadline) +
+    const std::string deadline_error = "deadline exceeded: stopped after " + DurationText(spec.active_deadline) +
                                        " (activeDeadlineSeconds)";
     milliseconds delay = spec.retry_delay;
     while (true) {
@@ -302,7 +292,7 @@ struct ProcessJobRunner::Impl {
         return;
       }
       AppendToLog(run->log_path, "==> gitopsd: attempt " + std::to_string(run->attempts) + " failed (" +
-                                     exit->Describe() + "); retrying in " + Seconds(delay) + "\n");
+                                     exit->Describe() + "); retrying in " + DurationText(delay) + "\n");
       if (SleepUnlessAbandoned(spec.abandon, delay)) {
         run->error = "stopped between attempts: the run was cancelled or its node timed out; last attempt: " +
                      exit->Describe();

@@ -16,7 +16,6 @@
 
 #include <condition_variable>
 #include <filesystem>
-#include <fstream>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -116,11 +115,6 @@ ServiceState ParseState(const std::string& text) {
   return ServiceState::kStopped;
 }
 
-std::string Seconds(milliseconds d) {
-  if (d.count() % 1000 == 0) return std::to_string(d.count() / 1000) + "s";
-  return std::to_string(d.count()) + "ms";
-}
-
 // One health check of the process listening on 127.0.0.1:port.
 Status CheckHealth(const HealthCheck& check, int port) {
   const Poco::Timespan timeout(static_cast<long>(check.timeout.count() / 1000),
@@ -164,11 +158,6 @@ bool PortFree(int port) {
   bool free = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
   close(fd);
   return free;
-}
-
-void AppendToLog(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::app);
-  out << text;
 }
 
 // What the manager knows of one service.
@@ -423,7 +412,7 @@ class ProcessServiceManager::Impl {
     inst.process = ProcessIdentity{};
     inst.child.reset();
     inst.last_error = why;
-    AppendToLog(LogPath(name), "==> gitopsd: " + why + "; restarting in " + Seconds(delay) + "\n");
+    AppendToLog(LogPath(name), "==> gitopsd: " + why + "; restarting in " + DurationText(delay) + "\n");
     (void)Save(name, inst);
   }
 
@@ -552,7 +541,7 @@ class ProcessServiceManager::Impl {
       if (check) return Ok();
       last = check.error().message;
       if (SteadyClock::now() >= deadline) {
-        return Fail("it did not become healthy within " + Seconds(window) + " (last check: " + last + ")");
+        return Fail("it did not become healthy within " + DurationText(window) + " (last check: " + last + ")");
       }
       if (spec.abandon && spec.abandon()) {
         return Fail("the deploy was abandoned (run cancelled or node timed out) before it became healthy");
