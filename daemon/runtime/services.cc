@@ -11,6 +11,7 @@
 #include <Poco/Timespan.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -31,6 +32,11 @@ namespace {
 namespace fs = std::filesystem;
 using std::chrono::milliseconds;
 using SteadyClock = std::chrono::steady_clock;
+
+// How many more times a deploy starts its new process on another port when
+// the first one exited during startup because another process on the host
+// took its port after AllocatePort's test bind.
+constexpr int kPortRetries = 2;
 
 const std::vector<std::string> kMigrations = {
     R"sql(CREATE TABLE services (
@@ -529,6 +535,18 @@ class ProcessServiceManager::Impl {
 
   // ---- Deploy ----
 
+  // A deploy's new process: started on a freshly allocated port, which stays
+  // reserved, and recorded as a stray until Promote makes it current.
+  struct Starting {
+    int port;
+    Child child;
+  };
+  Result<Starting> StartNewProcess(const ServiceSpec& spec);
+  // Stops a new process that did not become healthy and frees its port.
+  void Discard(Starting& started);
+  // The build a running service serves now ("" when none).
+  std::string CurrentBuild(const std::string& service);
+
   Status WaitUntilHealthy(const ServiceSpec& spec, int port, Child& child) {
     const milliseconds window =
         spec.health.startup_window.count() > 0 ? spec.health.startup_window : options_.ready_timeout;
@@ -618,42 +636,68 @@ Status ProcessServiceManager::Impl::Deploy(const ServiceSpec& spec) {
   auto program = ResolveProgram(LaunchSpec{.argv = spec.command, .shell = spec.shell, .cwd = spec.build_dir});
   if (!program) return Fail(what + program.error().message);
   std::lock_guard deploy_lock(DeployLock(spec.service));
+  const std::string current = CurrentBuild(spec.service);  // keeps serving if this deploy fails
 
-  std::optional<Child> child;
-  int port = -1;
-  std::string current;  // the build that keeps serving if this deploy fails
-  {
-    std::lock_guard lock(mu_);
-    if (auto it = services_.find(spec.service); it != services_.end() && it->second.state == ServiceState::kRunning) {
-      current = it->second.spec.build;
+  for (int retry = 0;; ++retry) {
+    auto started = StartNewProcess(spec);
+    if (!started) return Fail(what + started.error().message);
+    auto ready = WaitUntilHealthy(spec, started->port, started->child);
+    if (ready) return Promote(spec, started->port, std::move(started->child));
+    const bool exited = started->child.ended();
+    Discard(*started);
+    // Another process on the host may have taken the port between the test
+    // bind and the new process's own: then the exit says nothing about the
+    // build, and another port may well work.
+    const bool port_taken = exited && !PortFree(started->port);
+    const bool abandoned = spec.abandon && spec.abandon();
+    std::string why = ready.error().message;
+    if (port_taken) {
+      why += "; another process on this host took port " + std::to_string(started->port) + " meanwhile";
+      if (retry < kPortRetries && !abandoned) {
+        spdlog::warn("service {}: deploying {}: {}; starting it again on another port", spec.service, spec.build,
+                     why);
+        AppendToLog(LogPath(spec.service), "==> gitopsd: " + why + "; starting again on another port\n");
+        continue;
+      }
+      why += " (after " + std::to_string(retry + 1) + " ports)";
     }
-    port = AllocatePort("", -1);
-    if (port < 0) {
-      return Fail(what + "no free port in " + std::to_string(options_.port_min) + "-" +
-                  std::to_string(options_.port_max));
-    }
-    auto launched = Launch(spec, port);
-    if (!launched) return Fail(what + launched.error().message);
-    child = std::move(*launched);
-    reserved_.insert(port);
-    if (auto s = AddStray(child->identity(), spec.service, "starting"); !s) {
-      reserved_.erase(port);
-      return Fail(what + s.error().message);
-    }
-  }
-  auto ready = WaitUntilHealthy(spec, port, *child);
-  if (!ready) {
-    ProcessIdentity id = child->identity();
-    child->Stop(options_.stop_grace);
-    std::lock_guard lock(mu_);
-    (void)RemoveStray(id);
-    reserved_.erase(port);
     std::string tail = ReadTail(LogPath(spec.service), 10);
-    return Fail("deploy of " + spec.build + " to service " + spec.service + " failed: " + ready.error().message +
+    return Fail("deploy of " + spec.build + " to service " + spec.service + " failed: " + why +
                 (current.empty() ? "" : "; " + current + " keeps serving") +
                 (tail.empty() ? "" : "\nservice log:\n" + tail));
   }
-  return Promote(spec, port, std::move(*child));
+}
+
+Result<ProcessServiceManager::Impl::Starting> ProcessServiceManager::Impl::StartNewProcess(const ServiceSpec& spec) {
+  std::optional<Child> child;  // declared before the lock: a failed start is stopped outside it
+  std::lock_guard lock(mu_);
+  const int port = AllocatePort("", -1);
+  if (port < 0) {
+    return Fail("no free port in " + std::to_string(options_.port_min) + "-" + std::to_string(options_.port_max));
+  }
+  auto launched = Launch(spec, port);
+  if (!launched) return std::unexpected(launched.error());
+  child = std::move(*launched);
+  reserved_.insert(port);
+  if (auto s = AddStray(child->identity(), spec.service, "starting"); !s) {
+    reserved_.erase(port);
+    return std::unexpected(s.error());
+  }
+  return Starting{port, std::move(*child)};
+}
+
+void ProcessServiceManager::Impl::Discard(Starting& started) {
+  ProcessIdentity id = started.child.identity();
+  started.child.Stop(options_.stop_grace);
+  std::lock_guard lock(mu_);
+  (void)RemoveStray(id);
+  reserved_.erase(started.port);
+}
+
+std::string ProcessServiceManager::Impl::CurrentBuild(const std::string& service) {
+  std::lock_guard lock(mu_);
+  auto it = services_.find(service);
+  return it != services_.end() && it->second.state == ServiceState::kRunning ? it->second.spec.build : "";
 }
 
 Status ProcessServiceManager::Impl::Stop(const std::string& service, bool forget) {
