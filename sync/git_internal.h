@@ -74,6 +74,10 @@ struct TransportContext {
   std::string remote_output;
 };
 
+// The mirror's remote "origin"; an error names the mirror folder `dir`.
+Result<RemotePtr> FindOrigin(git_repository* repo, const std::string& dir);
+// Whether refs/heads/<branch> is a valid reference name.
+bool IsBranchName(const std::string& branch);
 // Fills in `ctx` for a connection to `url`: loads known_hosts for ssh://
 // (refusing to go on without one) and the CA file for https://.
 Status PrepareTransport(TransportContext* ctx, const std::string& url, const Credentials& creds);

@@ -132,19 +132,14 @@ class OutgoingRef {
 Result<PushResult> Repository::Push(const std::string& commit, const std::string& branch,
                                     const Credentials& creds) {
   InitLibrary();
-  git_remote* raw_remote = nullptr;
-  if (git_remote_lookup(&raw_remote, repo_.get(), "origin") < 0) {
-    return Fail("mirror " + dir_ + " has no remote origin: " + LastError());
-  }
-  RemotePtr remote(raw_remote);
+  auto origin = FindOrigin(repo_.get(), dir_);
+  if (!origin) return std::unexpected(origin.error());
+  RemotePtr remote = std::move(*origin);
   const std::string url = git_remote_url(remote.get());
   const std::string prefix =
       "cannot push commit " + commit + " to branch '" + branch + "' of " + RedactUrl(url) + ": ";
   const std::string remote_ref = "refs/heads/" + branch;
-  int valid = 0;
-  if (branch.empty() || git_reference_name_is_valid(&valid, remote_ref.c_str()) < 0 || !valid) {
-    return Fail(prefix + "'" + branch + "' is not a valid branch name");
-  }
+  if (!IsBranchName(branch)) return Fail(prefix + "'" + branch + "' is not a valid branch name");
   auto found = FindCommit(repo_.get(), commit);
   if (!found) return Fail(prefix + found.error().message);
   const git_oid commit_id = *git_commit_id(found->get());

@@ -179,6 +179,20 @@ int CheckCertificate(git_cert* cert, int /*valid*/, const char* host, void* payl
 
 }  // namespace
 
+Result<RemotePtr> FindOrigin(git_repository* repo, const std::string& dir) {
+  git_remote* raw_remote = nullptr;
+  if (git_remote_lookup(&raw_remote, repo, "origin") < 0) {
+    return Fail("mirror " + dir + " has no remote origin: " + LastError());
+  }
+  return RemotePtr(raw_remote);
+}
+
+bool IsBranchName(const std::string& branch) {
+  const std::string ref = "refs/heads/" + branch;
+  int valid = 0;
+  return !branch.empty() && git_reference_name_is_valid(&valid, ref.c_str()) >= 0 && valid;
+}
+
 // Fills in `ctx` for a connection to `url`: loads known_hosts for ssh://
 // (refusing to go on without one) and the CA file for https://.
 Status PrepareTransport(TransportContext* ctx, const std::string& url, const Credentials& creds) {
@@ -262,18 +276,13 @@ Status CheckRemoteHasBranch(git_remote* remote, const std::string& branch) {
 
 Result<std::string> Repository::Fetch(const std::string& branch, const Credentials& creds) {
   InitLibrary();
-  git_remote* raw_remote = nullptr;
-  if (git_remote_lookup(&raw_remote, repo_.get(), "origin") < 0) {
-    return Fail("mirror " + dir_ + " has no remote origin: " + LastError());
-  }
-  RemotePtr remote(raw_remote);
+  auto origin = FindOrigin(repo_.get(), dir_);
+  if (!origin) return std::unexpected(origin.error());
+  RemotePtr remote = std::move(*origin);
   const std::string url = git_remote_url(remote.get());
   const std::string prefix = "cannot fetch branch '" + branch + "' from " + RedactUrl(url) + ": ";
   const std::string remote_ref = "refs/heads/" + branch;
-  int valid = 0;
-  if (branch.empty() || git_reference_name_is_valid(&valid, remote_ref.c_str()) < 0 || !valid) {
-    return Fail(prefix + "'" + branch + "' is not a valid branch name");
-  }
+  if (!IsBranchName(branch)) return Fail(prefix + "'" + branch + "' is not a valid branch name");
 
   TransportContext ctx;
   if (auto ready = PrepareTransport(&ctx, url, creds); !ready) return Fail(prefix + ready.error().message);

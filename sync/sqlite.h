@@ -10,6 +10,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "sync/status.h"
@@ -86,7 +88,8 @@ class Statement {
 };
 
 // Steps a statement to its end, turning each row into a T with `read`
-// (a callable taking const Statement&).
+// (a callable taking const Statement&). `read` returns a T, or a Result<T>
+// when a row can be refused: its error then ends the read and is returned.
 template <class T, class Read>
 Result<std::vector<T>> ReadAll(Statement& statement, Read read) {
   std::vector<T> out;
@@ -94,7 +97,13 @@ Result<std::vector<T>> ReadAll(Statement& statement, Read read) {
     auto row = statement.Step();
     if (!row) return std::unexpected(row.error());
     if (!*row) return out;
-    out.push_back(read(static_cast<const Statement&>(statement)));
+    if constexpr (std::is_same_v<std::invoke_result_t<Read&, const Statement&>, Result<T>>) {
+      auto value = read(static_cast<const Statement&>(statement));
+      if (!value) return std::unexpected(value.error());
+      out.push_back(std::move(*value));
+    } else {
+      out.push_back(read(static_cast<const Statement&>(statement)));
+    }
   }
 }
 

@@ -41,12 +41,8 @@ std::string ObjectPath(model::Kind kind, const std::string& name) {
 
 // One line for the answer to an accepted edit (PUT, DELETE, resolve).
 int PrintEditAnswer(const Globals& g, const Reply& reply, const std::string& prefix = "") {
-  if (g.json) {
-    std::printf("%s", reply.body.c_str());
-    return kExitOk;
-  }
   int code = kExitOk;
-  auto doc = ParseReply(reply, &code);
+  auto doc = ParseOrPrintJson(g, reply, &code);
   if (!doc) return code;
   const std::string what = Text(*doc, "kind") + "/" + Text(*doc, "name");
   const std::string revision = Text(*doc, "revision");
@@ -140,11 +136,7 @@ int RunStatus(const Globals& g) {
   if (!client) return code;
   auto reply = Call(*client, "GET", "/api/v1/sync", &code);
   if (!reply) return code;
-  if (g.json) {
-    std::printf("%s", reply->body.c_str());
-    return kExitOk;
-  }
-  auto doc = ParseReply(*reply, &code);
+  auto doc = ParseOrPrintJson(g, *reply, &code);
   if (!doc) return code;
   std::vector<std::vector<std::string>> rows{
       {"REPOSITORY", "BRANCH", "APPLIED", "PENDING", "ERRORS", "CONFLICTS"}};
@@ -182,11 +174,7 @@ int RunGet(const Globals& g, const std::string& kind_text, const std::string& na
   if (!name.empty()) {
     auto reply = Call(*client, "GET", ObjectPath(*kind, name), &code);
     if (!reply) return code;
-    if (g.json) {
-      std::printf("%s", reply->body.c_str());
-      return kExitOk;
-    }
-    auto doc = ParseReply(*reply, &code);
+    auto doc = ParseOrPrintJson(g, *reply, &code);
     if (!doc) return code;
     std::printf("%s", json::Serialize(*doc).c_str());
     return kExitOk;
@@ -194,11 +182,7 @@ int RunGet(const Globals& g, const std::string& kind_text, const std::string& na
   auto reply = Call(*client, "GET", std::string("/api/v1/objects?kind=") + model::KindName(*kind),
                     &code);
   if (!reply) return code;
-  if (g.json) {
-    std::printf("%s", reply->body.c_str());
-    return kExitOk;
-  }
-  auto doc = ParseReply(*reply, &code);
+  auto doc = ParseOrPrintJson(g, *reply, &code);
   if (!doc) return code;
   std::vector<std::vector<std::string>> rows{{"NAME", "REVISION", "REPOSITORY", "PATH", "STATUS"}};
   if (const json::Value* objects = doc->Find("objects"); objects && objects->is_array()) {
@@ -314,11 +298,7 @@ int RunConflicts(const Globals& g, bool all) {
   if (!client) return code;
   auto reply = Call(*client, "GET", all ? "/api/v1/conflicts?all=true" : "/api/v1/conflicts", &code);
   if (!reply) return code;
-  if (g.json) {
-    std::printf("%s", reply->body.c_str());
-    return kExitOk;
-  }
-  auto doc = ParseReply(*reply, &code);
+  auto doc = ParseOrPrintJson(g, *reply, &code);
   if (!doc) return code;
   std::vector<std::vector<std::string>> rows{
       {"ID", "REPOSITORY", "OBJECT", "IN FORCE", "POLICY", "POINTERS", "CREATED", "RESOLVED"}};

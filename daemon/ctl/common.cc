@@ -88,6 +88,15 @@ std::optional<json::Value> ParseReply(const Reply& reply, int* code) {
   return std::move(*doc);
 }
 
+std::optional<json::Value> ParseOrPrintJson(const Globals& g, const Reply& reply, int* code) {
+  if (g.json) {
+    std::printf("%s", reply.body.c_str());
+    *code = kExitOk;
+    return std::nullopt;
+  }
+  return ParseReply(reply, code);
+}
+
 // A member as text: strings as they are, numbers as spelled, null as "-".
 std::string Text(const json::Value& v, std::string_view key) {
   const json::Value* f = v.Find(key);

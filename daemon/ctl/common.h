@@ -28,6 +28,10 @@ std::optional<Reply> Call(const Client& client, const std::string& method, const
                           int* code, const std::string& body = "",
                           const std::map<std::string, std::string>& headers = {});
 std::optional<json::Value> ParseReply(const Reply& reply, int* code);
+// The answer parsed for a table or a line for people; with --json the body
+// is printed as it came instead, and nullopt returned with *code kExitOk.
+// Either way a caller does: if (!doc) return code;
+std::optional<json::Value> ParseOrPrintJson(const Globals& g, const Reply& reply, int* code);
 
 // A member as text: strings as they are, numbers as spelled, null as "-".
 std::string Text(const json::Value& v, std::string_view key);

@@ -99,12 +99,8 @@ int WaitForRun(const Client& client, const std::string& id) {
 
 // "run 12 of production started (pending)" for a 201 answer.
 int PrintStarted(const Globals& g, const Reply& reply, const std::string& verb) {
-  if (g.json) {
-    std::printf("%s", reply.body.c_str());
-    return kExitOk;
-  }
   int code = kExitOk;
-  auto run = ParseReply(reply, &code);
+  auto run = ParseOrPrintJson(g, reply, &code);
   if (!run) return code;
   const std::string id = Text(*run, "id");
   std::printf("run %s of %s %s (%s); follow it with: gitopsctl logs %s --follow\n", id.c_str(),
@@ -152,11 +148,7 @@ int RunListRuns(const Globals& g, const std::string& flow) {
   if (!flow.empty()) path += "?flow=" + EncodeSegment(flow);
   auto reply = Call(*client, "GET", path, &code);
   if (!reply) return code;
-  if (g.json) {
-    std::printf("%s", reply->body.c_str());
-    return kExitOk;
-  }
-  auto doc = ParseReply(*reply, &code);
+  auto doc = ParseOrPrintJson(g, *reply, &code);
   if (!doc) return code;
   std::vector<std::vector<std::string>> rows{{"ID", "FLOW", "KIND", "STATUS", "STARTED", "DURATION"}};
   if (const json::Value* runs = doc->Find("runs"); runs && runs->is_array()) {
@@ -181,11 +173,7 @@ int RunGetRun(const Globals& g, const std::string& id) {
   if (!client) return code;
   auto reply = Call(*client, "GET", RunPath(id), &code);
   if (!reply) return code;
-  if (g.json) {
-    std::printf("%s", reply->body.c_str());
-    return kExitOk;
-  }
-  auto run = ParseReply(*reply, &code);
+  auto run = ParseOrPrintJson(g, *reply, &code);
   if (!run) return code;
   const json::Value* flow = run->Find("flow");
   std::printf("run %s: %s revision %s, %s, %s, %s\n", Text(*run, "id").c_str(),
@@ -241,11 +229,7 @@ int RunAct(const Globals& g, const std::string& id, const std::string& action) {
   if (!client) return code;
   auto reply = Call(*client, "POST", RunPath(id) + "/" + action, &code, "{}");
   if (!reply) return code;
-  if (g.json) {
-    std::printf("%s", reply->body.c_str());
-    return kExitOk;
-  }
-  auto run = ParseReply(*reply, &code);
+  auto run = ParseOrPrintJson(g, *reply, &code);
   if (!run) return code;
   std::printf("run %s: %s (%s)\n", id.c_str(),
               action == "cancel" ? "cancel requested" : "approved", Text(*run, "status").c_str());
@@ -258,11 +242,7 @@ int RunGetResources(const Globals& g, const std::string& what) {
   if (!client) return code;
   auto reply = Call(*client, "GET", "/api/v1/" + what, &code);
   if (!reply) return code;
-  if (g.json) {
-    std::printf("%s", reply->body.c_str());
-    return kExitOk;
-  }
-  auto doc = ParseReply(*reply, &code);
+  auto doc = ParseOrPrintJson(g, *reply, &code);
   if (!doc) return code;
   std::vector<std::vector<std::string>> rows;
   if (what == "services") {

@@ -129,6 +129,25 @@ RunRecord ReadRun(const sqlite::Statement& st) {
   return r;
 }
 
+// A row of "SELECT path, kind, ref, status, attempts, max_attempts,
+// started_at, ended_at, spec, data, error, log FROM runner_nodes".
+NodeRecord ReadNode(const sqlite::Statement& st) {
+  NodeRecord n;
+  n.path = st.Text(0);
+  n.kind = st.Text(1);
+  n.ref = st.Text(2);
+  n.status = ParseNodeStatus(st.Text(3)).value_or(NodeStatus::kFailure);
+  n.attempts = static_cast<int>(st.Int(4));
+  n.max_attempts = static_cast<int>(st.Int(5));
+  n.started_at = st.Int(6);
+  n.ended_at = st.Int(7);
+  if (!st.IsNull(8)) n.spec = ParseStored(st.Text(8));
+  if (!st.IsNull(9)) n.data = ParseStored(st.Text(9));
+  n.error = st.Text(10);
+  n.log = st.Text(11);
+  return n;
+}
+
 std::string Placeholders(size_t n, int first) {
   std::string out;
   for (size_t i = 0; i < n; ++i) out += (i ? ", ?" : "?") + std::to_string(first + static_cast<int>(i));
@@ -311,26 +330,9 @@ Result<std::vector<NodeRecord>> RunStore::LoadNodes(int64_t run_id) {
       "FROM runner_nodes WHERE run_id = ?1");
   if (!st) return std::unexpected(st.error());
   (*st)->Bind(1, run_id);
-  std::vector<NodeRecord> nodes;
-  while (true) {
-    auto row = (*st)->Step();
-    if (!row) return std::unexpected(row.error());
-    if (!*row) break;
-    NodeRecord n;
-    n.path = (*st)->Text(0);
-    n.kind = (*st)->Text(1);
-    n.ref = (*st)->Text(2);
-    n.status = ParseNodeStatus((*st)->Text(3)).value_or(NodeStatus::kFailure);
-    n.attempts = static_cast<int>((*st)->Int(4));
-    n.max_attempts = static_cast<int>((*st)->Int(5));
-    n.started_at = (*st)->Int(6);
-    n.ended_at = (*st)->Int(7);
-    if (!(*st)->IsNull(8)) n.spec = ParseStored((*st)->Text(8));
-    if (!(*st)->IsNull(9)) n.data = ParseStored((*st)->Text(9));
-    n.error = (*st)->Text(10);
-    n.log = (*st)->Text(11);
-    nodes.push_back(std::move(n));
-  }
+  auto read = sqlite::ReadAll<NodeRecord>(**st, ReadNode);
+  if (!read) return std::unexpected(read.error());
+  std::vector<NodeRecord> nodes = std::move(*read);
   (*st)->Reset();
   // Path order: "0.10" after "0.9", which SQL's text order would not give.
   auto key = [](const std::string& path) {

@@ -184,14 +184,10 @@ Status LocalAddons::Recover() {
   std::lock_guard lock(db_mutex_);
   auto st = db_.Prepare("SELECT id, path FROM runtime_addon_backups WHERE status = 'running'");
   if (!st) return std::unexpected(st.error());
-  std::vector<std::pair<std::string, std::string>> interrupted;
-  while (true) {
-    auto has = st->Step();
-    if (!has) return std::unexpected(has.error());
-    if (!*has) break;
-    interrupted.emplace_back(st->Text(0), st->Text(1));
-  }
-  for (const auto& [id, path] : interrupted) {
+  auto interrupted = sqlite::ReadAll<std::pair<std::string, std::string>>(
+      *st, [](const sqlite::Statement& row) { return std::make_pair(row.Text(0), row.Text(1)); });
+  if (!interrupted) return std::unexpected(interrupted.error());
+  for (const auto& [id, path] : *interrupted) {
     // The rename may have happened before the crash; unrecorded, the file
     // cannot be trusted, so it goes too.
     RemoveSqliteFiles(path + kPartialSuffix);
@@ -323,14 +319,9 @@ Result<std::vector<Addon>> LocalAddons::ListAddons() {
     auto st = db_.Prepare(std::string("SELECT ") + kAddonColumns +
                           " FROM runtime_addons WHERE ready = 1 ORDER BY name");
     if (!st) return std::unexpected(st.error());
-    while (true) {
-      auto has = st->Step();
-      if (!has) return std::unexpected(has.error());
-      if (!*has) break;
-      auto row = ReadAddonRow(*st);
-      if (!row) return std::unexpected(row.error());
-      rows.push_back(std::move(*row));
-    }
+    auto read = sqlite::ReadAll<AddonRow>(*st, ReadAddonRow);
+    if (!read) return std::unexpected(read.error());
+    rows = std::move(*read);
   }
   std::vector<Addon> addons;
   for (const AddonRow& row : rows) {

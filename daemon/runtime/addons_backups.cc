@@ -109,16 +109,17 @@ Status LocalAddons::ApplyRetention(const Addon& addon) {
           "ORDER BY seq DESC");
       if (!st) return std::unexpected(st.error());
       st->Bind(1, addon.name);
+      auto rows = sqlite::ReadAll<std::pair<int64_t, std::string>>(
+          *st, [](const sqlite::Statement& row) { return std::make_pair(row.Int(0), row.Text(1)); });
+      if (!rows) return std::unexpected(rows.error());
       int64_t oldest_kept = 0;
-      for (int kept = 0;;) {
-        auto has = st->Step();
-        if (!has) return std::unexpected(has.error());
-        if (!*has) break;
+      int kept = 0;
+      for (const auto& [seq, path] : *rows) {  // newest first
         if (kept < addon.keep_backups) {
           ++kept;
-          oldest_kept = st->Int(0);
+          oldest_kept = seq;
         } else {
-          doomed.push_back(st->Text(1));
+          doomed.push_back(path);
         }
       }
       if (oldest_kept == 0) return Ok();
@@ -189,16 +190,7 @@ Result<std::vector<Backup>> LocalAddons::ListBackups(const std::string& addon) {
                   " FROM runtime_addon_backups WHERE ?1 = '' OR addon = ?1 ORDER BY seq DESC");
   if (!st) return std::unexpected(st.error());
   st->Bind(1, addon);
-  std::vector<Backup> backups;
-  while (true) {
-    auto has = st->Step();
-    if (!has) return std::unexpected(has.error());
-    if (!*has) break;
-    auto backup = ReadBackupRow(*st);
-    if (!backup) return std::unexpected(backup.error());
-    backups.push_back(std::move(*backup));
-  }
-  return backups;
+  return sqlite::ReadAll<Backup>(*st, ReadBackupRow);
 }
 
 Result<Backup> LocalAddons::ResolveBackup(const std::string& addon, const std::string& backup_id) {

@@ -4,7 +4,6 @@
 #include <cctype>
 #include <condition_variable>
 #include <filesystem>
-#include <fstream>
 #include <mutex>
 #include <set>
 #include <utility>
@@ -46,20 +45,10 @@ BuildState ParseState(const std::string& text) {
   return BuildState::kRunning;
 }
 
-std::string FormatDuration(milliseconds d) {
-  if (d.count() % 1000 == 0) return std::to_string(d.count() / 1000) + "s";
-  return std::to_string(d.count()) + "ms";
-}
-
 bool IsCommitId(const std::string& id) {
   return id.size() == 40 && std::ranges::all_of(id, [](unsigned char c) {
            return std::isdigit(c) != 0 || (c >= 'a' && c <= 'f');
          });
-}
-
-void AppendToLog(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::app);
-  out << text;
 }
 
 }  // namespace
@@ -86,7 +75,7 @@ struct ProcessBuildRunner::Impl {
   Impl(std::string dir, ProcessBuildOptions opts, sqlite::Database database)
       : state_dir(std::move(dir)), options(opts), db(std::move(database)) {}
 
-  BuildRecord FromRow(sqlite::Statement& st) const {
+  BuildRecord FromRow(const sqlite::Statement& st) const {
     BuildRecord r;
     r.service = st.Text(0);
     r.commit = st.Text(1);
@@ -155,12 +144,11 @@ struct ProcessBuildRunner::Impl {
       std::lock_guard lock(db_mu);
       auto st = db.Prepare("SELECT pid, pid_start FROM builds WHERE status = 'running' AND pid IS NOT NULL");
       if (!st) return std::unexpected(st.error());
-      while (true) {
-        auto row = st->Step();
-        if (!row) return std::unexpected(row.error());
-        if (!*row) break;
-        leftovers.push_back({static_cast<pid_t>(st->Int(0)), st->Int(1)});
-      }
+      auto rows = sqlite::ReadAll<ProcessIdentity>(*st, [](const sqlite::Statement& row) {
+        return ProcessIdentity{static_cast<pid_t>(row.Int(0)), row.Int(1)};
+      });
+      if (!rows) return std::unexpected(rows.error());
+      leftovers = std::move(*rows);
     }
     for (const ProcessIdentity& id : leftovers) TerminateGroup(id, options.stop_grace);
     std::lock_guard lock(db_mu);
@@ -196,7 +184,7 @@ struct ProcessBuildRunner::Impl {
     if (exit.signal == 0 && !exit.timed_out) r->exit_code = exit.exit_code;
     r->state = exit.ok() ? BuildState::kSucceeded : BuildState::kFailed;
     if (exit.timed_out) {
-      r->error = "timed out after " + FormatDuration(spec.timeout) + "; stopped";
+      r->error = "timed out after " + DurationText(spec.timeout) + "; stopped";
     } else if (exit.abandoned) {
       r->error = "stopped: the run was cancelled or its node timed out";
     } else if (!exit.ok()) {
@@ -282,14 +270,7 @@ Result<std::vector<BuildRecord>> ProcessBuildRunner::List(const std::string& ser
                               " FROM builds WHERE ?1 = '' OR service = ?1 ORDER BY started_at DESC");
   if (!st) return std::unexpected(st.error());
   st->Bind(1, service);
-  std::vector<BuildRecord> records;
-  while (true) {
-    auto row = st->Step();
-    if (!row) return std::unexpected(row.error());
-    if (!*row) break;
-    records.push_back(impl_->FromRow(*st));
-  }
-  return records;
+  return sqlite::ReadAll<BuildRecord>(*st, [this](const sqlite::Statement& row) { return impl_->FromRow(row); });
 }
 
 }  // namespace gitopsd::runtime

@@ -60,16 +60,6 @@ JobState ParseState(const std::string& text) {
   return JobState::kRunning;
 }
 
-std::string Seconds(milliseconds d) {
-  if (d.count() % 1000 == 0) return std::to_string(d.count() / 1000) + "s";
-  return std::to_string(d.count()) + "ms";
-}
-
-void AppendToLog(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::app);
-  out << text;
-}
-
 std::optional<int> ReadStatusFile(const std::string& path) {
   std::ifstream in(path);
   int code = -1;
@@ -119,7 +109,7 @@ struct ProcessJobRunner::Impl {
     if (watcher.joinable()) watcher.join();
   }
 
-  static JobRun FromRow(sqlite::Statement& st) {
+  static JobRun FromRow(const sqlite::Statement& st) {
     JobRun r;
     r.id = st.Int(0);
     r.job = st.Text(1);
@@ -210,12 +200,11 @@ struct ProcessJobRunner::Impl {
       std::lock_guard lock(db_mu);
       auto st = db.Prepare("SELECT id, pid, pid_start, status_file FROM job_runs WHERE status = 'running'");
       if (!st) return std::unexpected(st.error());
-      while (true) {
-        auto row = st->Step();
-        if (!row) return std::unexpected(row.error());
-        if (!*row) break;
-        found.push_back({st->Int(0), {static_cast<pid_t>(st->IsNull(1) ? -1 : st->Int(1)), st->Int(2)}, st->Text(3)});
-      }
+      auto rows = sqlite::ReadAll<Adopted>(*st, [](const sqlite::Statement& row) {
+        return Adopted{row.Int(0), {static_cast<pid_t>(row.IsNull(1) ? -1 : row.Int(1)), row.Int(2)}, row.Text(3)};
+      });
+      if (!rows) return std::unexpected(rows.error());
+      found = std::move(*rows);
     }
     for (Adopted& run : found) {
       if (IsRunning(run.process)) {
@@ -276,7 +265,7 @@ struct ProcessJobRunner::Impl {
   void RunAttempts(const JobSpec& spec, JobRun* run, const std::string& program) {
     std::optional<SteadyClock::time_point> deadline;
     if (spec.active_deadline.count() > 0) deadline = SteadyClock::now() + spec.active_deadline;
-    const std::string deadline_error = "deadline exceeded: stopped after " + Seconds(spec.active_deadline) +
+    const std::string deadline_error = "deadline exceeded: stopped after " + DurationText(spec.active_deadline) +
                                        " (activeDeadlineSeconds)";
     milliseconds delay = spec.retry_delay;
     while (true) {
@@ -303,7 +292,7 @@ struct ProcessJobRunner::Impl {
         return;
       }
       AppendToLog(run->log_path, "==> gitopsd: attempt " + std::to_string(run->attempts) + " failed (" +
-                                     exit->Describe() + "); retrying in " + Seconds(delay) + "\n");
+                                     exit->Describe() + "); retrying in " + DurationText(delay) + "\n");
       if (SleepUnlessAbandoned(spec.abandon, delay)) {
         run->error = "stopped between attempts: the run was cancelled or its node timed out; last attempt: " +
                      exit->Describe();
@@ -364,14 +353,7 @@ Result<std::vector<JobRun>> ProcessJobRunner::List(const std::string& job) {
                               " FROM job_runs WHERE ?1 = '' OR job = ?1 ORDER BY id DESC");
   if (!st) return std::unexpected(st.error());
   st->Bind(1, job);
-  std::vector<JobRun> runs;
-  while (true) {
-    auto row = st->Step();
-    if (!row) return std::unexpected(row.error());
-    if (!*row) break;
-    runs.push_back(Impl::FromRow(*st));
-  }
-  return runs;
+  return sqlite::ReadAll<JobRun>(*st, Impl::FromRow);
 }
 
 Result<JobRun> ProcessJobRunner::WaitFor(int64_t run_id, milliseconds timeout) {

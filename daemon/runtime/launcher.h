@@ -132,6 +132,10 @@ bool RotateLogIfLarger(const std::string& path, uint64_t max_bytes, int keep);
 // The last `max_lines` lines of a file (at most the last 64 KiB), or "".
 std::string ReadTail(const std::string& path, size_t max_lines);
 
+// Appends `text` to the log file at `path` (gitopsd's own "==> gitopsd: ..."
+// lines among a process's output); a file that cannot be written is skipped.
+void AppendToLog(const std::string& path, const std::string& text);
+
 // Follows a log file a process appends to and hands each new complete line
 // to `sink` (without its newline), for live progress. Starts at the file's
 // current end. Poll() is cheap when nothing was written; a file that shrank
@@ -156,5 +160,8 @@ Status CheckResourceName(const std::string& what, const std::string& name);
 
 // Milliseconds since the Unix epoch, for records.
 int64_t NowMillis();
+
+// A duration for messages: "5s", or "1500ms" when not whole seconds.
+std::string DurationText(std::chrono::milliseconds d);
 
 }  // namespace gitopsd::runtime

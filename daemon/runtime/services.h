@@ -11,6 +11,11 @@
 //    stopped, the old process keeps serving untouched, and Deploy fails
 //    with the reason and the end of the service log. Deploys of one service
 //    are serialised (Stop and Remove wait for a deploy in progress).
+//  - A port is allocated by a test bind, so another process on the host can
+//    take it before the new process binds it. When the new process exits
+//    during startup and its port is then taken, the deploy starts it again
+//    on another port (at most twice more), saying so in the daemon's and
+//    the service's log; only then does it fail.
 //  - Supervision: a process that exits, or fails `failure_threshold` health
 //    checks in a row, is restarted after a backoff that doubles from
 //    restart_backoff up to restart_backoff_max (reset once it ran for

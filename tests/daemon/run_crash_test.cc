@@ -17,6 +17,7 @@
 #include <set>
 #include <sstream>
 
+#include "tests/daemon/run_waits.h"
 #include "tests/daemon/write_fixture.h"
 
 namespace gitopsd::test {
@@ -117,31 +118,14 @@ class RunCrashTest : public ::testing::TestWithParam<Restart> {
   }
   std::string marker() const { return dir_.Sub("migrations.marker"); }
 
-  std::map<std::string, std::string> Writer() {
-    return {{"Authorization", Bearer(kWriteToken)}, {"Content-Type", "application/json"}};
-  }
-
   json::Value Run(int64_t id) {
     auto body = daemon_.Get("/api/v1/runs/" + std::to_string(id)).Json();
     return body ? *body : json::Value();
   }
 
-  json::Value Concluded(int64_t id, std::chrono::seconds timeout) {
-    json::Value run;
-    WaitUntil(
-        [&] {
-          run = Run(id);
-          return run.Find("concluded") && run.Find("concluded")->as_bool();
-        },
-        timeout);
-    return run;
-  }
-
-  std::string Explain(const json::Value& run) {
-    const auto id = static_cast<int64_t>(NumberField(run, "id"));
-    return json::SerializeCompact(run) + "\n" +
-           daemon_.Get("/api/v1/runs/" + std::to_string(id) + "/logs").body + "\n" + daemon_.Output();
-  }
+  json::Value Concluded(int64_t id, std::chrono::seconds timeout) { return test::Concluded(daemon_, id, timeout); }
+  // With the daemon's output: a restart's trouble shows there.
+  std::string Explain(const json::Value& run) { return test::Explain(daemon_, run) + "\n" + daemon_.Output(); }
 
   // The shop-web service as the daemon lists it.
   json::Value Web() {

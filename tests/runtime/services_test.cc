@@ -15,6 +15,7 @@
 #include <atomic>
 #include <filesystem>
 #include <future>
+#include <memory>
 #include <random>
 #include <thread>
 
@@ -46,6 +47,52 @@ class Handler(http.server.BaseHTTPRequestHandler):
 print("starting", version, flush=True)
 http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
 )py";
+
+// On its first launch only, the app says which port it was given and waits
+// until the test has taken that port, as another process on the host can
+// between the manager's test bind and the app's own bind; app.py then fails
+// with "Address already in use" and the process exits during startup.
+constexpr const char* kLosesItsFirstPort = R"py(import os, runpy, time
+if not os.path.exists("launched-once"):
+    open("launched-once", "w").close()
+    with open("port-wanted.tmp", "w") as f:
+        f.write(os.environ["PORT"])
+    os.rename("port-wanted.tmp", "port-wanted")
+    deadline = time.time() + 10
+    while not os.path.exists("port-taken") and time.time() < deadline:
+        time.sleep(0.01)
+runpy.run_path("app.py", run_name="__main__")
+)py";
+
+// A socket listening on a port on all addresses, as another server on the
+// host holds it; closed when it goes. SO_REUSEADDR as servers set it: the
+// port may still have connections in TIME_WAIT from an earlier test.
+struct Listener {
+  int fd = -1;
+  explicit Listener(int port) : fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_ANY);
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || listen(fd, 16) != 0) {
+      close(fd);
+      fd = -1;
+    }
+  }
+  Listener(const Listener&) = delete;
+  Listener& operator=(const Listener&) = delete;
+  ~Listener() {
+    if (fd >= 0) close(fd);
+  }
+};
+
+int Occurrences(const std::string& text, const std::string& what) {
+  int n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
 
 // GET http://127.0.0.1:port/ -> the body, or "" if nothing answers.
 std::string HttpGet(int port) {
@@ -259,6 +306,46 @@ TEST_F(ServicesTest, AStartupWindowOrAnAbandonCutsTheWaitForHealthShort) {
   EXPECT_EQ(HttpGet(v2.port), "v2 " + std::to_string(v2.port));
 }
 
+TEST_F(ServicesTest, ANewProcessWhosePortIsTakenMeanwhileStartsAgainOnAnotherPort) {
+  ASSERT_TRUE(WriteTextFile(BuildDir("v2") + "/loses_its_first_port.py", kLosesItsFirstPort));
+  ServiceSpec spec = Spec("v2");
+  spec.command = {"/usr/bin/python3", "loses_its_first_port.py"};
+  // Someone else on the host: takes the port the first launch announces.
+  int taken_port = -1;
+  std::unique_ptr<Listener> someone_else;
+  std::thread take([&] {
+    const std::string wanted = BuildDir("v2") + "/port-wanted";
+    if (!Eventually([&] { return std::filesystem::exists(wanted); }, 10s)) return;
+    taken_port = std::stoi(ReadTextFile(wanted));
+    someone_else = std::make_unique<Listener>(taken_port);
+    (void)WriteTextFile(BuildDir("v2") + "/port-taken", "");
+  });
+  auto deployed = manager_->Deploy(spec);
+  take.join();
+  ASSERT_TRUE(someone_else && someone_else->fd >= 0) << "the test could not take port " << taken_port;
+  ASSERT_TRUE(deployed) << deployed.error().message;
+  ServiceStatus status = Status();
+  EXPECT_EQ(status.build, "web@v2");
+  EXPECT_NE(status.port, taken_port);
+  EXPECT_EQ(HttpGet(status.port), "v2 " + std::to_string(status.port));
+  const std::string log = ReadTextFile(status.log_path);
+  EXPECT_NE(log.find("Address already in use"), std::string::npos) << log;
+  EXPECT_NE(log.find("another process on this host took port " + std::to_string(taken_port) +
+                     " meanwhile; starting again on another port"),
+            std::string::npos)
+      << log;
+  EXPECT_EQ(Occurrences(log, "==> gitopsd: starting web@v2"), 2) << log;
+
+  // A process that exits during startup on a port nobody took is the
+  // build's fault: the deploy fails at once.
+  auto crashing = manager_->Deploy(Spec("v3", {{"STARTUP_DELAY", "not-a-number"}}));
+  ASSERT_FALSE(crashing);
+  EXPECT_NE(crashing.error().message.find("exited during startup"), std::string::npos) << crashing.error().message;
+  EXPECT_EQ(crashing.error().message.find("took port"), std::string::npos) << crashing.error().message;
+  EXPECT_EQ(Occurrences(ReadTextFile(status.log_path), "==> gitopsd: starting web@v3"), 1);
+  EXPECT_EQ(Status().pid, status.pid);
+}
+
 TEST_F(ServicesTest, AKilledProcessIsRestartedWithBackoffOnItsPort) {
   ASSERT_TRUE(manager_->Deploy(Spec("v1")));
   ServiceStatus before = Status();
@@ -362,7 +449,11 @@ TEST_F(ServicesTest, ServiceLogsAreRotated) {
   const std::string log = Status().log_path;
   ASSERT_TRUE(Eventually([&] { return std::filesystem::exists(log + ".2"); }, 10s));
   EXPECT_FALSE(std::filesystem::exists(log + ".3"));
-  EXPECT_GT(std::filesystem::file_size(log + ".1"), 4000u);
+  // A rotation renames .1 to .2 before it copies the log to .1: look once it has.
+  EXPECT_TRUE(Eventually([&] {
+    std::error_code ec;
+    return std::filesystem::file_size(log + ".1", ec) > 4000u;
+  }));
   EXPECT_LT(std::filesystem::file_size(log), 64u * 1024);
 }
 

@@ -6,6 +6,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <vector>
+
+#include "sync/sqlite.h"
 
 namespace gitopsd::store {
 namespace {
@@ -144,6 +147,28 @@ TEST_F(StoreTest, ReadsLeaveNoSnapshotThatBlocksWritesAfterOtherConnectionsWrite
     return Ok();
   });
   EXPECT_TRUE(s.has_value()) << s.error().message;
+}
+
+// sqlite::ReadAll, which the rooms' list queries share: a reader that
+// returns a Result refuses a row, and the refusal is what the read returns.
+TEST_F(StoreTest, ReadAllReadsEveryRowOrStopsAtARefusedOne) {
+  auto db = sqlite::Database::Open(path_, /*create=*/true);
+  ASSERT_TRUE(db.has_value()) << db.error().message;
+  ASSERT_TRUE(db->Exec("CREATE TABLE t (n INTEGER); INSERT INTO t VALUES (1), (2), (3)").has_value());
+  auto st = db->Prepare("SELECT n FROM t ORDER BY n");
+  ASSERT_TRUE(st.has_value());
+  auto all = sqlite::ReadAll<int64_t>(*st, [](const sqlite::Statement& row) { return row.Int(0); });
+  ASSERT_TRUE(all.has_value()) << all.error().message;
+  EXPECT_EQ(*all, (std::vector<int64_t>{1, 2, 3}));
+
+  auto again = db->Prepare("SELECT n FROM t ORDER BY n");
+  ASSERT_TRUE(again.has_value());
+  auto refused = sqlite::ReadAll<int64_t>(*again, [](const sqlite::Statement& row) -> Result<int64_t> {
+    if (row.Int(0) == 2) return Fail("row 2 is not readable");
+    return row.Int(0);
+  });
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().message, "row 2 is not readable");
 }
 
 }  // namespace
