@@ -13,19 +13,15 @@ int RunListPreviews(const Globals& g, bool all) {
   if (!client) return code;
   auto reply = Call(*client, "GET", std::string("/api/v1/previews") + (all ? "?all=true" : ""), &code);
   if (!reply) return code;
-  if (g.json) {
-    std::printf("%s", reply->body.c_str());
-    return kExitOk;
-  }
-  auto doc = ParseReply(*reply, &code);
+  auto doc = ParseOrPrintJson(g, *reply, &code);
   if (!doc) return code;
   std::vector<std::vector<std::string>> rows{{"NAME", "TEMPLATE", "STATUS", "SOURCE", "COMMIT", "URL", "EXPIRES"}};
   if (const json::Value* previews = doc->Find("previews"); previews && previews->is_array()) {
     for (const auto& p : previews->items()) {
-      const std::string pr = Text(p, "pullRequest");
+      const std::string pr = Text(p, "pullRequest");  // "-" for a branch preview
       rows.push_back({Text(p, "name"), Text(p, "template"), Text(p, "status"),
-                      pr.empty() ? Text(p, "branch") : "#" + pr + " (" + Text(p, "branch") + ")",
-                      Text(p, "sha").substr(0, 12), Text(p, "url"), Text(p, "expiresAt")});
+                      pr == "-" ? Text(p, "branch") : "#" + pr + " (" + Text(p, "branch") + ")",
+                      Short(Text(p, "sha")), Text(p, "url"), Text(p, "expiresAt")});
     }
   }
   if (rows.size() == 1) {
@@ -44,10 +40,8 @@ int RunTeardown(const Globals& g, const std::string& name, bool skip_teardown) {
   if (skip_teardown) path += "?skipTeardown=true";
   auto reply = Call(*client, "DELETE", path, &code);
   if (!reply) return code;
-  if (g.json) {
-    std::printf("%s", reply->body.c_str());
-    return kExitOk;
-  }
+  auto doc = ParseOrPrintJson(g, *reply, &code);
+  if (!doc) return code;
   std::printf("preview %s is being torn down%s; 'gitopsctl previews --all' shows when it is gone\n",
               name.c_str(), skip_teardown ? " (its teardown run skipped)" : "");
   return kExitOk;
