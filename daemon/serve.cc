@@ -149,6 +149,24 @@ void ApplyEnvironment(runner::EngineOptions* options) {
   }
 }
 
+// Preview timing for tests: GITOPSD_PREVIEW_TICK (how often the manager
+// carries previews on) and GITOPSD_PREVIEW_MINUTE (how long a minute of
+// options.expiry.previewLifetime lasts).
+void ApplyEnvironment(PreviewDeps* deps) {
+  for (auto [name, out] : {std::pair{"GITOPSD_PREVIEW_TICK", &deps->tick},
+                           std::pair{"GITOPSD_PREVIEW_MINUTE", &deps->minute}}) {
+    const char* text = std::getenv(name);
+    if (!text || !*text) continue;
+    auto d = ParseDuration(text);
+    if (!d || d->count() <= 0) {
+      spdlog::warn("{}={}: not a positive duration (e.g. 1s, 200ms); ignored", name, text);
+      continue;
+    }
+    *out = *d;
+    spdlog::info("{}={} (from the environment)", name, text);
+  }
+}
+
 // How long shutdown waits for syncs in progress.
 constexpr std::chrono::seconds kSyncGrace{10};
 
@@ -310,11 +328,11 @@ class Daemon {
 
   void NotePullRequest(const std::string& repository, const std::string& number, const std::string& source_branch,
                        bool draft, bool open, const std::string& why) {
-    if (auto s = trigger_store_->NotePullRequest(repository, triggers::PullRequestInfo{number, source_branch, draft, open});
+    if (auto s = dispatcher_->PullRequestNews(repository, triggers::PullRequestInfo{number, source_branch, draft, open},
+                                              why);
         !s) {
       spdlog::error("triggers: cannot record pull request #{} of {}: {}", number, repository, s.error().message);
     }
-    if (!open) dispatcher_->PullRequestClosed(repository, number, why);
   }
 
   // A commit a webhook names must be one of the branch as fetched now.
@@ -394,13 +412,18 @@ class Daemon {
     auto preview_store = previews::PreviewStore::Open(dir);
     if (!preview_store) return Fail("previews: " + preview_store.error().message);
     preview_store_ = std::move(*preview_store);
-    previews_ = std::make_unique<PreviewManager>(PreviewDeps{.store = store_.get(),
-                                                             .runs = runs_.get(),
-                                                             .previews = preview_store_.get(),
-                                                             .services = services_.get(),
-                                                             .addons = addons_.get(),
-                                                             .resources = resources_.get(),
-                                                             .state_dir = dir});
+    PreviewDeps preview_deps{.store = store_.get(),
+                             .runs = runs_.get(),
+                             .previews = preview_store_.get(),
+                             .services = services_.get(),
+                             .addons = addons_.get(),
+                             .resources = resources_.get(),
+                             .state_dir = dir,
+                             .on_gone = [this](const std::string& repository) {
+                               if (dispatcher_) dispatcher_->RequestLook(repository);
+                             }};
+    ApplyEnvironment(&preview_deps);
+    previews_ = std::make_unique<PreviewManager>(std::move(preview_deps));
     firing_ = std::make_unique<RunFiring>(*runs_, previews_.get());
     flows_with_triggers_ = std::make_unique<FlowsWithTriggers>(*store_);
     dispatcher_ = std::make_unique<triggers::Dispatcher>(

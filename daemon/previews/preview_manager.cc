@@ -192,14 +192,20 @@ Result<FireOutcome> PreviewManager::Update(const TriggerEvent& event, const std:
   Preview preview;
   if (*existing) {
     preview = **existing;
-    if (preview.status == PreviewStatus::kTearingDown || preview.status == PreviewStatus::kTeardownFailed) {
-      return FireOutcome{std::nullopt, "preview " + preview.name + " is being torn down"};
+    if (preview.status == PreviewStatus::kTearingDown) {
+      // Transient: the event stays pending, and is tried again once the
+      // preview is gone (on_gone asks for a look): then it gets a new one.
+      return Fail("preview " + preview.name + " is still being torn down; the event waits until it is gone");
+    }
+    if (preview.status == PreviewStatus::kTeardownFailed) {
+      return FireOutcome{std::nullopt, "preview " + preview.name + " failed its teardown (failurePolicy block): "
+                                       "tear it down again (DELETE /api/v1/previews/" + preview.name + ") first"};
     }
     const json::Value* expiry = Options(*body) ? Options(*body)->Find("expiry") : nullptr;
     auto lifetime = Number(expiry, "previewLifetime");
     const json::Value* reset = expiry && expiry->is_object() ? expiry->Find("resetOnUpdate") : nullptr;
     if (lifetime && reset && reset->is_bool() && reset->as_bool()) {
-      preview.expires_at = NowMs() + *lifetime * 60'000;
+      preview.expires_at = NowMs() + *lifetime * d_.minute.count();
     }
   } else {
     if (auto cap = Number(Options(*body), "maxPreviews")) {
@@ -248,7 +254,7 @@ Result<Preview> PreviewManager::Create(const TriggerEvent& event, const json::Va
   p.status = PreviewStatus::kDeploying;
   p.created_at = p.updated_at = NowMs();
   const json::Value* expiry = Options(body) ? Options(body)->Find("expiry") : nullptr;
-  if (auto lifetime = Number(expiry, "previewLifetime")) p.expires_at = p.created_at + *lifetime * 60'000;
+  if (auto lifetime = Number(expiry, "previewLifetime")) p.expires_at = p.created_at + *lifetime * d_.minute.count();
   p.args = json::Value::Object({{"name", json::Value::String(name)}, {"previewId", json::Value::String(name)}});
   if (auto s = d_.previews->Create(p); !s) return std::unexpected(s.error());
   spdlog::info("previews: preview {} created for {} of {}", name,
@@ -406,8 +412,9 @@ void PreviewManager::FinishTeardown(Preview& preview) {
   RemoveResources(preview);
   preview.status = PreviewStatus::kGone;
   preview.updated_at = NowMs();
-  (void)Save(preview);
+  if (!Save(preview)) return;
   spdlog::info("previews: preview {} is gone", preview.name);
+  if (d_.on_gone) d_.on_gone(preview.repository);  // an event that waited for it
 }
 
 void PreviewManager::RemoveResources(const Preview& preview) {

@@ -6,6 +6,9 @@
 // What callers can rely on:
 //  - One live preview per (template, pull request | branch): an update of
 //    the source re-runs the same preview's setup run, never a second one.
+//    An update while the preview is being torn down (a PR closed and
+//    reopened at once) is a transient error: the event stays pending and,
+//    once the old preview is gone, makes a new one.
 //  - The name comes from options.nameFormat: an expression over the
 //    trigger's refs ("pr-${refs.app.pullRequestId}"), or one of the
 //    conventions "pull-request-id" (pr-12), "branch" (its slug), "timestamp"
@@ -35,6 +38,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -68,7 +72,13 @@ struct PreviewDeps {
   runtime::Addons* addons = nullptr;
   runtime::ResourceRegistry* resources = nullptr;
   std::string state_dir;
-  std::chrono::milliseconds tick{1000};
+  std::chrono::milliseconds tick{1000};  // how often Tick() carries previews on
+  // How long a minute of options.expiry.previewLifetime lasts (tests shorten
+  // it with GITOPSD_PREVIEW_MINUTE).
+  std::chrono::milliseconds minute{60'000};
+  // Called (with the preview's repository) when a preview is gone: events
+  // that waited for it are tried again on the look it asks for.
+  std::function<void(const std::string& repository)> on_gone;
 };
 
 class PreviewManager final : public PreviewFiring {

@@ -189,16 +189,30 @@ void Dispatcher::LookAtTrigger(const std::string& repository, const RemoteHeads&
   }
 }
 
-void Dispatcher::PullRequestClosed(const std::string& repository, const std::string& number, const std::string& why) {
+Status Dispatcher::PullRequestNews(const std::string& repository, const PullRequestInfo& pr, const std::string& why) {
   std::lock_guard look(look_mu_);
+  auto known = store_.PullRequests(repository);
+  if (!known) return std::unexpected(known.error());
+  const bool was_draft =
+      std::ranges::any_of(*known, [&](const PullRequestInfo& p) { return p.number == pr.number && p.draft; });
+  if (auto s = store_.NotePullRequest(repository, pr); !s) return s;
+  const bool ready = pr.open && was_draft && !pr.draft;
+  if (pr.open && !ready) return Ok();
   for (const WatchingFlow& f : flows_()) {
-    if (f.flow.kind != "PreviewTemplate") continue;
     for (const GitTrigger& t : f.triggers) {
-      if (!Watches(t, repository)) continue;
-      firing_.SourceGone(f.flow, repository, "", number, why);
-      (void)store_.ForgetHead(f.flow, t.ref, "", number);  // reopened, it fires again
+      if (t.pr_patterns.empty() || !Watches(t, repository)) continue;
+      if (!pr.open && f.flow.kind == "PreviewTemplate") {
+        firing_.SourceGone(f.flow, repository, "", pr.number, why);
+      } else if (pr.open && t.ignore_drafts) {
+        spdlog::info("triggers: {} \"{}\" trigger {}: pull request #{} is ready for review; its head fires anew",
+                     f.flow.kind, f.flow.name, t.ref, pr.number);
+      } else {
+        continue;
+      }
+      (void)store_.ForgetHead(f.flow, t.ref, "", pr.number);
     }
   }
+  return Ok();
 }
 
 void Dispatcher::StartPending() {
@@ -266,7 +280,7 @@ Result<Decision> Dispatcher::Decide(const TriggerEvent& event, const GitTrigger&
   if (event.pull_request.empty()) {
     return Evaluate(trigger, PushEvent{event.branch, std::move(*commits), std::move(*paths)});
   }
-  PullRequestEvent pr{.source_branch = event.branch, .changed_paths = std::move(*paths)};
+  PullRequestEvent pr{.source_branch = event.branch, .head = {}, .changed_paths = std::move(*paths)};
   if (!commits->empty()) pr.head = commits->front();
   auto info = std::ranges::find_if(prs, [&](const PullRequestInfo& p) { return p.number == event.pull_request; });
   if (info != prs.end()) pr.draft = info->draft;

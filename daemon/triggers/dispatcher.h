@@ -134,8 +134,13 @@ class Dispatcher {
   // Looks now, on the caller's thread (serialised with the dispatcher's
   // own looks); for the poller, tests and benchmarks.
   Status LookNow(const std::string& repository);
-  // A forge said a pull request closed or merged: its previews go.
-  void PullRequestClosed(const std::string& repository, const std::string& number, const std::string& why);
+  // What a forge said of a pull request (source branch, draft, open),
+  // recorded between looks, never during one:
+  //  - closed or merged: its previews go, and their triggers forget its head
+  //    (reopened, it fires again; `why` says which for the log);
+  //  - a draft no longer: triggers that ignore drafts forget its head (seen,
+  //    and skipped, while it was a draft), so the next look fires for it.
+  Status PullRequestNews(const std::string& repository, const PullRequestInfo& pr, const std::string& why);
 
   uint64_t looks() const;  // looks done since Start (each one ls-remote)
 
