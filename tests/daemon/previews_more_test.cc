@@ -466,7 +466,7 @@ TEST_F(PreviewsMoreTest, GitopsctlListsPreviewsAndTearsOneDown) {
   ASSERT_EQ(table.exit_code, 0) << table.output;
   EXPECT_TRUE(Contains(table.output, "NAME")) << table.output;
   for (const std::string& cell : {std::string("pr-9"), std::string("pull-requests"), std::string("ready"),
-                                  std::string("#9 (feature/ctl)"), sha.substr(0, 12), url}) {
+                                  std::string("#9 (feature/ctl)"), sha.substr(0, 7), url}) {
     EXPECT_TRUE(Contains(table.output, cell)) << cell << " in\n" << table.output;
   }
   auto as_json = RunGitopsctl({"--json", "previews"}, env);
