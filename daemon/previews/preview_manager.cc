@@ -4,6 +4,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <random>
@@ -27,6 +30,13 @@ using triggers::FireOutcome;
 using triggers::TriggerEvent;
 
 constexpr size_t kMaxName = 39;
+
+// Crash tests name a point in GITOPSD_FAULT; the process dies there as if
+// killed with -9.
+void FaultPoint(const char* name) {
+  const char* wanted = std::getenv("GITOPSD_FAULT");
+  if (wanted && std::strcmp(wanted, name) == 0) raise(SIGKILL);
+}
 
 int64_t NowMs() {
   using namespace std::chrono;
@@ -307,14 +317,30 @@ Status PreviewManager::BeginTeardown(Preview& preview, bool skip_teardown, const
   spdlog::info("previews: tearing preview {} down: {}", preview.name, why);
   preview.status = PreviewStatus::kTearingDown;
   preview.error = why;
+  preview.skip_teardown = skip_teardown;
   if (auto s = Save(preview); !s) return s;  // recorded first: a restart carries on
-  if (skip_teardown) return Ok();
+  FaultPoint("preview-before-teardown-run");
+  if (!skip_teardown) StartTeardownRun(preview);
+  return Ok();
+}
+
+// Starts the teardown run (idempotent: its key is the preview's), or records
+// that none is wanted. A crash before this ran is made good by Tick().
+void PreviewManager::StartTeardownRun(Preview& preview) {
+  auto none = [&](const std::string& why) {
+    preview.skip_teardown = true;
+    if (!why.empty()) {
+      spdlog::warn("previews: preview {}: {}", preview.name, why);
+      preview.error += "; " + why;
+    }
+    (void)Save(preview);
+  };
   auto object = d_.store->GetObject("PreviewTemplate", preview.template_name);
-  if (!object || !*object) return Ok();
+  if (!object || !*object) return none("its PreviewTemplate is gone: no teardown run");
   auto body = json::Parse((*object)->body, json::ParseOptions{64 << 20, 512});
   const json::Value* teardown = body ? body->Find("teardownSpec") : nullptr;
   const json::Value* spec = teardown && teardown->is_object() ? teardown->Find("spec") : nullptr;
-  if (!spec) return Ok();
+  if (!spec) return none("");
   json::Value refs = json::Value::Object();
   if (preview.setup_run) {
     if (auto setup = d_.runs->engine().Get(*preview.setup_run)) refs = SetupRefs(*setup);
@@ -328,16 +354,12 @@ Status PreviewManager::BeginTeardown(Preview& preview, bool skip_teardown, const
   request.args = preview.args;
   request.trigger_refs = refs;
   request.name = "teardown-" + preview.name;
-  request.description = "teardown of preview " + preview.name + ": " + why;
+  request.description = "teardown of preview " + preview.name + ": " + preview.error;
   request.idempotency_key = "preview-teardown-" + preview.name + "-" + std::to_string(preview.created_at);
   auto id = d_.runs->engine().Start(request);
-  if (!id) {
-    spdlog::warn("previews: preview {}: the teardown run cannot start: {}", preview.name, id.error().message);
-    preview.error = why + "; the teardown run could not start: " + id.error().message;
-    return Save(preview);
-  }
+  if (!id) return none("the teardown run could not start: " + id.error().message);
   preview.teardown_run = *id;
-  return Save(preview);
+  (void)Save(preview);
 }
 
 void PreviewManager::Tick() {
@@ -387,6 +409,10 @@ void PreviewManager::Settle(Preview& preview) {
 }
 
 void PreviewManager::FinishTeardown(Preview& preview) {
+  if (!preview.teardown_run && !preview.skip_teardown) {
+    StartTeardownRun(preview);  // the daemon stopped between recording and starting it
+    return;
+  }
   if (preview.teardown_run) {
     auto run = d_.runs->engine().Get(*preview.teardown_run);
     if (!run) return;

@@ -108,6 +108,7 @@ class PreviewManager final : public PreviewFiring {
   void Settle(previews::Preview& preview);
   void FinishTeardown(previews::Preview& preview);
   Status BeginTeardown(previews::Preview& preview, bool skip_teardown, const std::string& why);
+  void StartTeardownRun(previews::Preview& preview);
   void RemoveResources(const previews::Preview& preview);
   Status Save(const previews::Preview& preview);
 

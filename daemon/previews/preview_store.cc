@@ -16,11 +16,12 @@ const std::vector<std::string> kMigrations = {
             created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,
             url TEXT NOT NULL, resources TEXT NOT NULL, error TEXT NOT NULL, args TEXT NOT NULL);
           CREATE INDEX previews_source ON previews (template_name, pull_request, branch);)sql",
+    R"sql(ALTER TABLE previews ADD COLUMN skip_teardown INTEGER NOT NULL DEFAULT 0;)sql",
 };
 
 constexpr const char* kColumns =
     "name, template_name, trigger_ref, repository, branch, pull_request, sha, status, setup_run, teardown_run, "
-    "created_at, updated_at, expires_at, url, resources, error, args";
+    "created_at, updated_at, expires_at, url, resources, error, args, skip_teardown";
 
 constexpr PreviewStatus kAll[] = {PreviewStatus::kQueued,      PreviewStatus::kDeploying,
                                   PreviewStatus::kReady,       PreviewStatus::kFailed,
@@ -68,6 +69,7 @@ Preview FromRow(const sqlite::Statement& st) {
   p.error = st.Text(15);
   auto args = json::Parse(st.Text(16));
   p.args = args && args->is_object() ? *args : json::Value::Object();
+  p.skip_teardown = st.Int(17) != 0;
   return p;
 }
 
@@ -79,7 +81,7 @@ void BindOptional(sqlite::Statement& st, int index, const std::optional<int64_t>
   }
 }
 
-// Binds every column of `p` in kColumns order (?1 .. ?17).
+// Binds every column of `p` in kColumns order (?1 .. ?18).
 void BindAll(sqlite::Statement& st, const Preview& p) {
   st.Bind(1, p.name)
       .Bind(2, p.template_name)
@@ -97,7 +99,8 @@ void BindAll(sqlite::Statement& st, const Preview& p) {
       .Bind(14, p.url)
       .Bind(15, ResourcesText(p.resources))
       .Bind(16, p.error)
-      .Bind(17, json::SerializeCompact(p.args.is_object() ? p.args : json::Value::Object()));
+      .Bind(17, json::SerializeCompact(p.args.is_object() ? p.args : json::Value::Object()))
+      .Bind(18, p.skip_teardown ? 1 : 0);
 }
 
 }  // namespace
@@ -163,7 +166,7 @@ Status PreviewStore::Create(const Preview& preview) {
     return Fail("preview \"" + preview.name + "\" already exists (" + PreviewStatusName((*existing)->status) + ")");
   }
   auto st = impl_->db.Prepare(std::string("INSERT OR REPLACE INTO previews (") + kColumns +
-                              ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)");
+                              ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)");
   if (!st) return std::unexpected(st.error());
   BindAll(*st, preview);
   if (auto s = st->Run(); !s) return s;
@@ -175,7 +178,7 @@ Status PreviewStore::Update(const Preview& preview) {
   auto st = impl_->db.Prepare(
       "UPDATE previews SET template_name = ?2, trigger_ref = ?3, repository = ?4, branch = ?5, pull_request = ?6, "
       "sha = ?7, status = ?8, setup_run = ?9, teardown_run = ?10, created_at = ?11, updated_at = ?12, "
-      "expires_at = ?13, url = ?14, resources = ?15, error = ?16, args = ?17 WHERE name = ?1");
+      "expires_at = ?13, url = ?14, resources = ?15, error = ?16, args = ?17, skip_teardown = ?18 WHERE name = ?1");
   if (!st) return std::unexpected(st.error());
   BindAll(*st, preview);
   if (auto s = st->Run(); !s) return s;

@@ -49,6 +49,9 @@ struct Preview {
   PreviewStatus status = PreviewStatus::kQueued;
   std::optional<int64_t> setup_run;     // the last setup run
   std::optional<int64_t> teardown_run;  // the teardown run, once started
+  // No teardown run is wanted: skipped on request, the template has no
+  // teardownSpec, or its run could not start (then `error` says why).
+  bool skip_teardown = false;
   int64_t created_at = 0, updated_at = 0;
   int64_t expires_at = 0;  // ms since the epoch; 0 = never
   std::string url;

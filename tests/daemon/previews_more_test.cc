@@ -373,6 +373,29 @@ TEST_F(PreviewsMoreTest, ATeardownCutOffByKillNineFinishesAfterTheRestart) {
   EXPECT_EQ(LivePreviews(), 0u);
 }
 
+TEST_F(PreviewsMoreTest, ADaemonKilledBeforeItStartedTheTeardownRunStartsItAfterTheRestart) {
+  TeardownWaitsForApproval();
+  daemon_.SetEnv("GITOPSD_FAULT", "preview-before-teardown-run");
+  Start(Forge::kGitHub);
+  if (HasFatalFailure()) return;
+  const std::string sha = PushPullRequest(10, "feature/window", "10");
+  ASSERT_EQ(GitHubHook("opened", 10, "feature/window", sha, "window-1").status, 202);
+  ASSERT_TRUE(WaitForStatus("pr-10", "ready"));
+  const pid_t web = WebPid("pr-10");
+  (void)GitHubHook("closed", 10, "feature/window", sha, "window-2");  // the daemon dies on it
+  ASSERT_TRUE(WaitForExit(daemon_.process(), seconds(10)).has_value()) << "the fault point did not fire";
+
+  daemon_.SetEnv("GITOPSD_FAULT", "");
+  ASSERT_TRUE(daemon_.StartWithConfig(Config()));
+  ASSERT_TRUE(daemon_.WaitReady()) << daemon_.Output();
+  // The teardown run it had not started yet runs now: the teardownSpec is not skipped.
+  const int64_t teardown = TeardownAtItsApproval("pr-10");
+  ASSERT_GT(teardown, 0) << daemon_.Output();
+  ASSERT_EQ(daemon_.Post("/api/v1/runs/" + std::to_string(teardown) + "/approve", Writer()).status, 200);
+  ASSERT_TRUE(WaitForStatus("pr-10", "gone", seconds(30)));
+  ExpectNothingLeftOf("pr-10", web);
+}
+
 TEST_F(PreviewsMoreTest, AReopenedPullRequestGetsANewPreview) {
   Start(Forge::kGitHub);
   if (HasFatalFailure()) return;
