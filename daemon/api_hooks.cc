@@ -3,7 +3,9 @@
 #include <spdlog/spdlog.h>
 
 #include "daemon/api_runs.h"
+#include "daemon/api_previews.h"
 #include "daemon/flow_runs.h"
+#include "daemon/previews/preview_manager.h"
 #include "daemon/runner/engine.h"
 #include "daemon/triggers/forge.h"
 #include "daemon/triggers/trigger_store.h"
@@ -89,9 +91,9 @@ std::optional<Response> HookRoutes::RouteHooks(const Request& req, const std::ve
     if (req.method != "POST") return MethodNotAllowed(req.method, "POST");
     return ForgeHookRequest(req, p[1]);
   }
-  if (p.size() == 3 && p[1] == "release-flows") {
+  if (p.size() == 3 && (p[1] == "release-flows" || p[1] == "previews")) {
     if (req.method != "GET" && req.method != "POST") return MethodNotAllowed(req.method, "GET, POST");
-    return FlowHook(req, p[2]);
+    return p[1] == "previews" ? PreviewHook(req, p[2]) : FlowHook(req, p[2]);
   }
   return std::nullopt;
 }
@@ -137,15 +139,9 @@ Response HookRoutes::FlowHook(const Request& req, const std::string& token) {
   }
   RunOptions options;
   if (auto bad = ReadHookQuery(req, *body, &options)) return ErrorResponse(400, "bad_request", *bad);
-  for (const auto& [ref, values] : options.triggers.members()) {
-    const std::string sha = TextOf(values, "sha");
-    if (sha.empty() || !deps_.verify_commit) continue;
-    const json::Value* trigger = TriggerNamed(*body, ref);
-    std::string repository = TextOf(*trigger, "repository");
-    if (repository.empty()) repository = TextOf(*trigger, "repoUrl");
-    if (auto s = deps_.verify_commit(repository, TextOf(values, "branch"), sha); !s) {
-      return ErrorResponse(422, "invalid_run", ref + ".sha: " + s.error().message);
-    }
+  if (auto bad = CheckTriggerValues(*body, options.triggers)) {
+    note("invalid");
+    return ErrorResponse(422, "invalid_run", *bad);
   }
   auto id = deps_.runs->Start(key.kind, key.name, options);
   if (!id) {
@@ -159,6 +155,69 @@ Response HookRoutes::FlowHook(const Request& req, const std::string& token) {
   Response r = Json(201, runner::RunToJson(*run));
   r.headers.emplace_back("Location", "/api/v1/runs/" + std::to_string(*id));
   return r;
+}
+
+std::optional<std::string> HookRoutes::CheckTriggerValues(const json::Value& body, json::Value& triggers) {
+  for (auto& [ref, values] : triggers.members()) {
+    const json::Value* trigger = TriggerNamed(body, ref);
+    std::string repository = TextOf(*trigger, "repository");
+    if (repository.empty()) repository = TextOf(*trigger, "repoUrl");
+    const std::string sha = TextOf(values, "sha"), branch = TextOf(values, "branch");
+    if (!sha.empty() && deps_.verify_commit) {
+      if (auto s = deps_.verify_commit(repository, branch, sha); !s) return ref + ".sha: " + s.error().message;
+    } else if (sha.empty() && !branch.empty() && deps_.head_of) {
+      auto head = deps_.head_of(repository, branch);
+      if (!head) return ref + ".branch: " + head.error().message;
+      values.Set("sha", json::Value::String(*head));
+    }
+  }
+  return std::nullopt;
+}
+
+Response HookRoutes::PreviewHook(const Request& req, const std::string& token) {
+  if (!deps_.triggers || !deps_.previews) return ErrorResponse(503, "unavailable", "previews are not running");
+  auto note = [&](const char* result) {
+    if (deps_.on_delivery) deps_.on_delivery("generic", result);
+  };
+  auto flow = deps_.triggers->FlowOfToken(token);
+  if (!flow) return ErrorResponse(500, "internal", flow.error().message);
+  if (!*flow || (*flow)->kind != "PreviewTemplate") {
+    note("refused");
+    return ErrorResponse(404, "not_found", "no preview template has this webhook token");
+  }
+  const FlowKey& key = **flow;
+  auto object = deps_.store->GetObject(key.kind, key.name);
+  if (!object) return ErrorResponse(500, "internal", object.error().message);
+  if (!*object) return ErrorResponse(404, "not_found", key.kind + " \"" + key.name + "\" no longer exists");
+  auto body = json::Parse((*object)->body);
+  if (!body || !body->is_object()) return ErrorResponse(500, "internal", "the stored template is not a JSON object");
+  if (Paused(*body)) {
+    note("ignored");
+    return Json(202, json::Value::Object({{"message", Str("the triggers of " + key.kind + " \"" + key.name +
+                                                          "\" are paused: nothing was started")}}));
+  }
+  RunOptions options;
+  if (auto bad = ReadHookQuery(req, *body, &options)) return ErrorResponse(400, "bad_request", *bad);
+  ManualRequest request{.template_name = key.name, .name = options.name, .args = options.args};
+  if (auto bad = CheckTriggerValues(*body, options.triggers)) {
+    note("invalid");
+    return ErrorResponse(422, "invalid_run", *bad);
+  }
+  for (const auto& [ref, values] : options.triggers.members()) {
+    request.trigger = ref;
+    request.values = values;
+  }
+  auto made = deps_.previews->Manual(request);
+  if (!made) {
+    note("invalid");
+    return ErrorResponse(409, "conflict", made.error().message);
+  }
+  note("accepted");
+  spdlog::info("preview {} of {} \"{}\" {} by its webhook (run {})", made->preview.name, key.kind, key.name,
+               made->created ? "created" : "re-run", made->run);
+  return Json(201, json::Value::Object({{"preview", PreviewToJson(made->preview)},
+                                        {"run", Int(made->run)},
+                                        {"created", Bool(made->created)}}));
 }
 
 Response HookRoutes::ForgeHookRequest(const Request& req, const std::string& forge_name) {

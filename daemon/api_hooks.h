@@ -7,6 +7,11 @@
 //        ${args.<param>}. 201 with the run; 202 while the flow's triggers
 //        are paused (nothing runs); 404 for an unknown token; 422 when a
 //        given sha is not a commit of the branch as fetched.
+//   GET|POST /hooks/previews/{token}   creates the preview of the
+//        PreviewTemplate the token belongs to, or re-runs the one named by
+//        `name` (or the one of the given pull request or branch); the same
+//        query as above. 201 {"preview": {...}, "run": id, "created": bool}
+//        with the preview's name; 202 while paused.
 //
 //   POST /hooks/github | /hooks/gitlab | /hooks/gitea   forge webhooks, for
 //        repositories whose configuration has "webhook": {"type": ...}. The
@@ -44,6 +49,7 @@ class TriggerStore;
 namespace gitopsd::daemon {
 
 class FlowRuns;
+class PreviewManager;
 class TokenStore;
 
 // A repository that takes forge webhooks.
@@ -57,12 +63,15 @@ struct ForgeHook {
 struct HookDeps {
   store::Store* store = nullptr;
   FlowRuns* runs = nullptr;
+  PreviewManager* previews = nullptr;
   triggers::TriggerStore* triggers = nullptr;
   const TokenStore* tokens = nullptr;
   // Whether `sha` is a commit of `branch` of the configured repository as
   // fetched now (the branch is fetched first): an error says why not.
   std::function<Status(const std::string& repository, const std::string& branch, const std::string& sha)>
       verify_commit;
+  // The head of `branch` of the repository as fetched now (fetching it).
+  std::function<Result<std::string>(const std::string& repository, const std::string& branch)> head_of;
   std::vector<ForgeHook> forge_hooks;
   // Hears of each delivery: ("github" | "gitlab" | "gitea" | "generic", result).
   std::function<void(const std::string& source, const std::string& result)> on_delivery;
@@ -84,6 +93,10 @@ class HookRoutes {
 
  private:
   Response FlowHook(const Request& req, const std::string& token);
+  Response PreviewHook(const Request& req, const std::string& token);
+  // Checks the trigger values a webhook gave against Git: a sha must be on
+  // its branch; a branch without a sha gets its head. The problem, if any.
+  std::optional<std::string> CheckTriggerValues(const json::Value& body, json::Value& triggers);
   Response ForgeHookRequest(const Request& req, const std::string& forge);
   Response RotateToken(const Request& req, const std::string& kind, const std::string& name);
   Response RemoveToken(const Request& req, const std::string& kind, const std::string& name);

@@ -255,10 +255,17 @@ class Daemon {
     deps.preview_store = preview_store_.get();
     deps.hooks = HookDeps{.store = store_.get(),
                           .runs = runs_.get(),
+                          .previews = previews_.get(),
                           .triggers = trigger_store_.get(),
                           .tokens = tokens_.get(),
                           .verify_commit = [this](const std::string& repository, const std::string& branch,
                                                   const std::string& sha) { return VerifyCommit(repository, branch, sha); },
+                          .head_of = [this](const std::string& repository,
+                                            const std::string& branch) -> Result<std::string> {
+                            auto name = mirrors_->Resolve(repository);
+                            if (!name) return Fail("the trigger's repository \"" + repository + "\" is not configured");
+                            return mirrors_->FetchBranch(*name, branch);
+                          },
                           .forge_hooks = std::move(*forge_hooks),
                           .on_delivery = [this](const std::string& source, const std::string& result) {
                             metrics_.RecordWebhook(source, result);

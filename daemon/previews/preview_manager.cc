@@ -227,7 +227,7 @@ Result<FireOutcome> PreviewManager::Update(const TriggerEvent& event, const std:
                                              std::to_string(*cap) + ")"};
       }
     }
-    auto created = Create(event, *body, refs);
+    auto created = Create(event, *body, refs, "");
     if (!created) return std::unexpected(created.error());
     preview = std::move(*created);
   }
@@ -243,8 +243,10 @@ Result<FireOutcome> PreviewManager::Update(const TriggerEvent& event, const std:
   return FireOutcome{*run, ""};
 }
 
-Result<Preview> PreviewManager::Create(const TriggerEvent& event, const json::Value& body, const json::Value& refs) {
-  std::string base = PreviewName(body, refs, event.trigger, event);
+Result<Preview> PreviewManager::Create(const TriggerEvent& event, const json::Value& body, const json::Value& refs,
+                                       const std::string& wanted_name) {
+  std::string base = wanted_name.empty() ? PreviewName(body, refs, event.trigger, event) : Slug(wanted_name);
+  if (base.empty()) base = RandomWords();
   std::string name = base;
   for (int i = 2;; ++i) {
     auto taken = d_.previews->Get(name);
@@ -279,7 +281,8 @@ Result<int64_t> PreviewManager::StartSetup(Preview& preview, const TriggerEvent&
   options.triggers = refs;
   options.name = preview.name;
   options.description = "preview " + preview.name + " at " + event.sha.substr(0, 12);
-  options.idempotency_key = "trigger-event-" + std::to_string(event.id);
+  // A trigger event's run once; a webhook's or a person's each time.
+  options.idempotency_key = event.id > 0 ? "trigger-event-" + std::to_string(event.id) : "";
   auto id = d_.runs->Start("PreviewTemplate", preview.template_name, options);
   if (!id) return Fail(id.error().message);
   preview.setup_run = *id;
@@ -288,6 +291,62 @@ Result<int64_t> PreviewManager::StartSetup(Preview& preview, const TriggerEvent&
   if (auto s = Save(preview); !s) return std::unexpected(s.error());
   spdlog::info("previews: preview {}: setup run {} for {}", preview.name, *id, event.sha.substr(0, 12));
   return *id;
+}
+
+Result<ManualPreview> PreviewManager::Manual(const ManualRequest& request) {
+  std::lock_guard lock(mu_);
+  auto object = d_.store->GetObject("PreviewTemplate", request.template_name);
+  if (!object) return std::unexpected(object.error());
+  if (!*object) return Fail("PreviewTemplate \"" + request.template_name + "\" does not exist");
+  auto body = json::Parse((*object)->body, json::ParseOptions{64 << 20, 512});
+  if (!body) return Fail("PreviewTemplate " + request.template_name + ": the stored body does not parse");
+  TriggerEvent event;
+  event.flow = triggers::FlowKey{"PreviewTemplate", request.template_name};
+  event.trigger = request.trigger;
+  event.branch = Text(&request.values, "branch");
+  event.sha = Text(&request.values, "sha");
+  event.pull_request = Text(&request.values, "pullRequestId");
+  const json::Value refs =
+      request.trigger.empty() ? json::Value::Object() : json::Value::Object({{request.trigger, request.values}});
+  // The preview of that name, else the one of that pull request or branch.
+  std::optional<Preview> existing;
+  if (!request.name.empty()) {
+    auto named = d_.previews->Get(Slug(request.name));
+    if (!named) return std::unexpected(named.error());
+    if (*named && previews::IsLive((*named)->status)) existing = **named;
+  } else if (!event.pull_request.empty() || !event.branch.empty()) {
+    auto found = d_.previews->FindBySource(request.template_name, event.pull_request, event.branch);
+    if (!found) return std::unexpected(found.error());
+    existing = *found;
+  }
+  Preview preview;
+  if (existing) {
+    if (existing->status == PreviewStatus::kTearingDown || existing->status == PreviewStatus::kTeardownFailed) {
+      return Fail("preview " + existing->name + " is being torn down");
+    }
+    preview = *existing;
+  } else {
+    if (auto cap = Number(Options(*body), "maxPreviews")) {
+      auto active = d_.previews->CountActive(request.template_name);
+      if (!active) return std::unexpected(active.error());
+      if (*active >= *cap) {
+        return Fail("PreviewTemplate \"" + request.template_name + "\" already has " + std::to_string(*active) +
+                    " live previews (options.maxPreviews " + std::to_string(*cap) + ")");
+      }
+    }
+    auto created = Create(event, *body, refs, request.name);
+    if (!created) return std::unexpected(created.error());
+    preview = std::move(*created);
+  }
+  if (request.args.is_object()) {
+    for (const auto& [key, value] : request.args.members()) {
+      if (key != "name" && key != "previewId") preview.args.Set(key, value);
+    }
+  }
+  preview.updated_at = NowMs();
+  auto run = StartSetup(preview, event, refs);
+  if (!run) return std::unexpected(run.error());
+  return ManualPreview{preview, *run, !existing.has_value()};
 }
 
 void PreviewManager::SourceGone(const triggers::FlowKey& preview_template, const std::string& repository,

@@ -81,6 +81,21 @@ struct PreviewDeps {
   std::function<void(const std::string& repository)> on_gone;
 };
 
+// A preview asked for by its generic webhook (or by hand).
+struct ManualRequest {
+  std::string template_name;
+  std::string trigger;  // the trigger whose values `values` are ("" = none)
+  json::Value values = json::Value::Object();  // {branch, sha, pullRequestId, repoUrl}
+  std::string name;     // "" = by the naming convention
+  json::Value args = json::Value::Object();    // extra ${args.X}
+};
+
+struct ManualPreview {
+  previews::Preview preview;
+  int64_t run = 0;
+  bool created = false;  // false: an existing preview was re-run
+};
+
 class PreviewManager final : public PreviewFiring {
  public:
   explicit PreviewManager(PreviewDeps deps) : d_(std::move(deps)) {}
@@ -95,6 +110,10 @@ class PreviewManager final : public PreviewFiring {
   void SourceGone(const triggers::FlowKey& preview_template, const std::string& repository, const std::string& branch,
                   const std::string& pull_request, const std::string& why) override;
 
+  // Creates the preview or re-runs the one of that name (or of that pull
+  // request or branch); the cap applies to a new one.
+  Result<ManualPreview> Manual(const ManualRequest& request);
+
   // Starts tearing the preview down (kNotFound-like error for an unknown or
   // gone one); it is gone once Tick() finished it.
   Result<previews::Preview> Teardown(const std::string& name, bool skip_teardown, const std::string& why);
@@ -103,7 +122,7 @@ class PreviewManager final : public PreviewFiring {
 
  private:
   Result<previews::Preview> Create(const triggers::TriggerEvent& event, const json::Value& body,
-                                   const json::Value& refs);
+                                   const json::Value& refs, const std::string& wanted_name);
   Result<int64_t> StartSetup(previews::Preview& preview, const triggers::TriggerEvent& event, const json::Value& refs);
   void Settle(previews::Preview& preview);
   void FinishTeardown(previews::Preview& preview);

@@ -396,6 +396,34 @@ TEST_F(PreviewsMoreTest, ADaemonKilledBeforeItStartedTheTeardownRunStartsItAfter
   ExpectNothingLeftOf("pr-10", web);
 }
 
+TEST_F(PreviewsMoreTest, ThePreviewWebhookCreatesANamedPreviewAndReRunsItByName) {
+  Start(Forge::kNone);
+  if (HasFatalFailure()) return;
+  const std::string sha = PushPullRequest(11, "feature/hooked", "11");
+  auto created = daemon_.Post("/api/v1/webhooks/preview-templates/pull-requests", Writer());
+  ASSERT_EQ(created.status, 201) << created.body;
+  const std::string token = StringField(*created.Json(), "token");
+  ASSERT_FALSE(token.empty());
+
+  auto hooked = daemon_.Get("/hooks/previews/" + token + "?name=demo&app.branch=feature%2Fhooked&app.sha=" + sha);
+  ASSERT_EQ(hooked.status, 201) << hooked.body;
+  auto answer = hooked.Json();
+  ASSERT_TRUE(answer && answer->Find("preview"));
+  EXPECT_EQ(StringField(*answer->Find("preview"), "name"), "demo") << "the name is in the answer";
+  EXPECT_TRUE(answer->Find("created")->as_bool());
+  ASSERT_TRUE(WaitForStatus("demo", "ready"));
+  EXPECT_EQ(ServedVersion(StringField(Preview("demo"), "url")), "11");
+
+  // The same name again re-runs that preview.
+  auto again = daemon_.Post("/hooks/previews/" + token + "?name=demo&app.branch=feature%2Fhooked", {}, "");
+  ASSERT_EQ(again.status, 201) << again.body;
+  EXPECT_FALSE(again.Json()->Find("created")->as_bool());
+  EXPECT_EQ(LivePreviews(), 1u);
+  // A forged commit is refused; an unknown token too.
+  EXPECT_EQ(daemon_.Get("/hooks/previews/" + token + "?app.sha=" + std::string(40, 'c')).status, 422);
+  EXPECT_EQ(daemon_.Get("/hooks/previews/" + std::string(64, '1')).status, 404);
+}
+
 TEST_F(PreviewsMoreTest, AReopenedPullRequestGetsANewPreview) {
   Start(Forge::kGitHub);
   if (HasFatalFailure()) return;
