@@ -222,9 +222,13 @@ Result<FireOutcome> PreviewManager::Update(const TriggerEvent& event, const std:
       auto active = d_.previews->CountActive(event.flow.name);
       if (!active) return std::unexpected(active.error());
       if (*active >= *cap) {
-        return FireOutcome{std::nullopt, "PreviewTemplate \"" + event.flow.name + "\" already has " +
-                                             std::to_string(*active) + " live previews (options.maxPreviews " +
-                                             std::to_string(*cap) + ")"};
+        const std::string why = "PreviewTemplate \"" + event.flow.name + "\" already has " +
+                                std::to_string(*active) + " live previews (options.maxPreviews " +
+                                std::to_string(*cap) + ")";
+        // overCap "queue": the event stays pending, and a preview gone asks
+        // for a look (on_gone), which tries it again.
+        if (Text(Options(*body), "overCap") == "queue") return Fail(why + "; it waits for a free slot (overCap queue)");
+        return FireOutcome{std::nullopt, why};
       }
     }
     auto created = Create(event, *body, refs, "");

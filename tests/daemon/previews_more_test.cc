@@ -312,6 +312,23 @@ TEST_F(PreviewsMoreTest, MaxPreviewsRefusesTheOneBeyondTheCap) {
   EXPECT_TRUE(Contains(daemon_.Output(), "pull request #2")) << daemon_.Output();
 }
 
+TEST_F(PreviewsMoreTest, OverTheCapWithQueueAPreviewWaitsForAFreeSlot) {
+  EditTemplate(R"("maxPreviews": 10)", R"("maxPreviews": 1, "overCap": "queue")");
+  Start(Forge::kNone);
+  if (HasFatalFailure()) return;
+  PushPullRequest(1, "feature/one", "11");
+  PushPullRequest(2, "feature/two", "12");
+  Look();
+  ASSERT_TRUE(WaitForStatus("pr-1", "ready"));
+  ASSERT_TRUE(LogSays("it waits for a free slot"));
+  EXPECT_EQ(daemon_.Get("/api/v1/previews/pr-2").status, 404) << "not yet";
+  // pr-1 goes: pr-2's event, still pending, gets its preview.
+  ASSERT_EQ(daemon_.Delete("/api/v1/previews/pr-1", Writer()).status, 202);
+  ASSERT_TRUE(WaitForStatus("pr-2", "ready"));
+  EXPECT_EQ(ServedVersion(StringField(Preview("pr-2"), "url")), "12");
+  EXPECT_EQ(LivePreviews(), 1u);
+}
+
 TEST_F(PreviewsMoreTest, APreviewPastItsLifetimeIsTornDownByItself) {
   EditTemplate(R"("previewLifetime": 2880)", R"("previewLifetime": 1)");
   daemon_.SetEnv("GITOPSD_PREVIEW_MINUTE", "1s");  // previewLifetime 1 is a second
