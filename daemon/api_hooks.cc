@@ -198,7 +198,10 @@ Response HookRoutes::PreviewHook(const Request& req, const std::string& token) {
   }
   RunOptions options;
   if (auto bad = ReadHookQuery(req, *body, &options)) return ErrorResponse(400, "bad_request", *bad);
-  ManualRequest request{.template_name = key.name, .name = options.name, .args = options.args};
+  ManualRequest request;
+  request.template_name = key.name;
+  request.name = options.name;
+  request.args = options.args;
   if (auto bad = CheckTriggerValues(*body, options.triggers)) {
     note("invalid");
     return ErrorResponse(422, "invalid_run", *bad);

@@ -5,6 +5,7 @@
 #include <string_view>
 #include <vector>
 
+#include "daemon/triggers/rules.h"
 #include "sync/store.h"
 
 namespace gitopsd::daemon {
@@ -17,27 +18,6 @@ json::Value S(std::string s) { return json::Value::String(std::move(s)); }
 std::string StringOf(const json::Value& v, std::string_view key) {
   const json::Value* f = v.Find(key);
   return f && f->is_string() ? f->as_string() : "";
-}
-
-// Git-style branch rules: '*' matches any run of characters.
-bool GlobMatch(std::string_view pattern, std::string_view text) {
-  size_t p = 0, t = 0, star = std::string_view::npos, mark = 0;
-  while (t < text.size()) {
-    if (p < pattern.size() && pattern[p] == '*') {
-      star = p++;
-      mark = t;
-    } else if (p < pattern.size() && pattern[p] == text[t]) {
-      ++p;
-      ++t;
-    } else if (star != std::string_view::npos) {
-      p = star + 1;
-      t = ++mark;
-    } else {
-      return false;
-    }
-  }
-  while (p < pattern.size() && pattern[p] == '*') ++p;
-  return p == pattern.size();
 }
 
 RunError Invalid(std::string message) { return RunError{RunError::Code::kInvalid, std::move(message), {}}; }
@@ -126,7 +106,7 @@ std::string FlowRuns::BranchFor(const std::string& repository, const json::Value
   std::string literal;
   for (const json::Value& rule : rules->items()) {
     if (!rule.is_string()) continue;
-    if (!configured.empty() && GlobMatch(rule.as_string(), configured)) return configured;
+    if (!configured.empty() && triggers::MatchesPattern(rule.as_string(), configured)) return configured;
     if (literal.empty() && rule.as_string().find('*') == std::string::npos) literal = rule.as_string();
   }
   return literal.empty() ? configured : literal;

@@ -10,6 +10,13 @@
 
 namespace gitopsd::daemon {
 
+Result<std::string> NewRandomToken() {
+  std::ifstream random("/dev/urandom", std::ios::binary);
+  uint8_t bytes[32];
+  if (!random.read(reinterpret_cast<char*>(bytes), sizeof bytes)) return Fail("cannot read /dev/urandom");
+  return ToHex(bytes);
+}
+
 const char* RoleName(Role role) { return role == Role::kWrite ? "write" : "read"; }
 
 Sha256 HashToken(std::string_view token) {

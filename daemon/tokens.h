@@ -30,6 +30,9 @@ using Sha256 = std::array<uint8_t, 32>;
 Sha256 HashToken(std::string_view token);
 std::string ToHex(std::span<const uint8_t> bytes);
 
+// A new secret token: 32 random bytes from /dev/urandom as 64 hex characters.
+Result<std::string> NewRandomToken();
+
 // Compares every byte whatever the differences; sizes must be equal to match.
 bool ConstantTimeEqual(std::span<const uint8_t> a, std::span<const uint8_t> b);
 

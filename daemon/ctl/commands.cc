@@ -352,12 +352,9 @@ int RunResolve(const Globals& g, int64_t id, const std::string& take, const std:
 
 int RunTokenCreate(const Globals& g, const std::string& name, const std::string& role) {
   if (Trimmed(name).empty()) return Complain("the token needs a name", kExitUsage);
-  std::ifstream random("/dev/urandom", std::ios::binary);
-  uint8_t bytes[32];
-  if (!random.read(reinterpret_cast<char*>(bytes), sizeof bytes)) {
-    return Complain("cannot read /dev/urandom");
-  }
-  const std::string token = daemon::ToHex(bytes);
+  auto random = daemon::NewRandomToken();
+  if (!random) return Complain(random.error().message);
+  const std::string& token = *random;
   const std::string hash = daemon::ToHex(daemon::HashToken(token));
   std::string line = "{\"name\": ";
   json::AppendQuoted(line, name);

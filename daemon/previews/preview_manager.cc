@@ -128,9 +128,8 @@ json::Value SetupRefs(const runner::RunRecord& run) {
 
 }  // namespace
 
-std::string PreviewName(const json::Value& body, const json::Value& refs, const std::string& trigger,
+std::string PreviewName(const json::Value& body, const json::Value& refs,
                         const TriggerEvent& event) {
-  (void)trigger;
   const std::string format = Text(Options(body), "nameFormat");
   const std::string fallback = event.pull_request.empty() ? Slug(event.branch) : "pr-" + event.pull_request;
   std::string name;
@@ -249,7 +248,7 @@ Result<FireOutcome> PreviewManager::Update(const TriggerEvent& event, const std:
 
 Result<Preview> PreviewManager::Create(const TriggerEvent& event, const json::Value& body, const json::Value& refs,
                                        const std::string& wanted_name) {
-  std::string base = wanted_name.empty() ? PreviewName(body, refs, event.trigger, event) : Slug(wanted_name);
+  std::string base = wanted_name.empty() ? PreviewName(body, refs, event) : Slug(wanted_name);
   if (base.empty()) base = RandomWords();
   std::string name = base;
   for (int i = 2;; ++i) {

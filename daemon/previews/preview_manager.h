@@ -139,8 +139,8 @@ class PreviewManager final : public PreviewFiring {
   std::thread thread_;
 };
 
-// The name a preview gets (see above); `taken` says whether a name is in use.
-std::string PreviewName(const json::Value& template_body, const json::Value& refs, const std::string& trigger,
+// The name a preview gets (see above), before a suffix makes it unique.
+std::string PreviewName(const json::Value& template_body, const json::Value& refs,
                         const triggers::TriggerEvent& event);
 
 }  // namespace gitopsd::daemon

@@ -1,7 +1,6 @@
 #include "daemon/triggers/trigger_store.h"
 
 #include <chrono>
-#include <fstream>
 #include <mutex>
 
 #include "daemon/runtime/module_db.h"
@@ -88,12 +87,6 @@ const char* EventStatusName(EventStatus s) {
   return "pending";
 }
 
-Result<std::string> RandomToken() {
-  unsigned char bytes[32];
-  std::ifstream random("/dev/urandom", std::ios::binary);
-  if (!random.read(reinterpret_cast<char*>(bytes), sizeof bytes)) return Fail("cannot read /dev/urandom");
-  return daemon::ToHex(bytes);
-}
 
 struct TriggerStore::Impl {
   explicit Impl(sqlite::Database database) : db(std::move(database)) {}
@@ -143,14 +136,15 @@ struct TriggerStore::Impl {
 
   Result<TriggerEvent> InsertEvent(const FlowKey& flow, const std::string& trigger, const HeadSeen& head,
                                    const std::string& previous) {
-    TriggerEvent e{.flow = flow,
-                   .trigger = trigger,
-                   .repository = head.repository,
-                   .branch = head.branch,
-                   .sha = head.sha,
-                   .previous_sha = previous,
-                   .pull_request = head.pull_request,
-                   .created_at = NowMillis()};
+    TriggerEvent e;
+    e.flow = flow;
+    e.trigger = trigger;
+    e.repository = head.repository;
+    e.branch = head.branch;
+    e.sha = head.sha;
+    e.previous_sha = previous;
+    e.pull_request = head.pull_request;
+    e.created_at = NowMillis();
     auto st = db.Cached(
         "INSERT INTO trigger_events (flow_kind, flow_name, trigger_ref, repository, branch, sha, pull_request, "
         "status, created_at, previous_sha) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9)");
@@ -274,7 +268,7 @@ Result<std::vector<TriggerEvent>> TriggerStore::Events(const FlowKey& flow, int 
 }
 
 Result<std::string> TriggerStore::RotateToken(const FlowKey& flow) {
-  auto token = RandomToken();
+  auto token = daemon::NewRandomToken();
   if (!token) return token;
   std::lock_guard lock(impl_->mu);
   auto st = impl_->db.Cached(

@@ -132,7 +132,4 @@ class TriggerStore {
   std::unique_ptr<Impl> impl_;
 };
 
-// 32 random bytes from /dev/urandom as 64 hex characters.
-Result<std::string> RandomToken();
-
 }  // namespace gitopsd::triggers
