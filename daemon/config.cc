@@ -171,6 +171,7 @@ class ConfigReader {
       if (const auto* pg = rt->Find("postgres"); pg && pg->is_object()) {
         c.postgres = ReadPostgres(*pg);
       }
+      if (const auto* v = String(*rt, "previewUrl")) c.preview_url = *v;
     }
     if (const auto* log = root.Find("log"); log && log->is_object()) {
       if (const auto* v = String(*log, "level")) c.log_level = *v;

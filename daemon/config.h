@@ -80,6 +80,7 @@ struct Config {
   int port_range_first = 20000;
   int port_range_last = 29999;
   std::optional<PostgresSettings> postgres;  // unset: sqlite addons only
+  std::string preview_url = "http://127.0.0.1:{port}";  // runtime.previewUrl
   std::string log_level = "info";
   // Things worth telling the operator once logging is up (defaults chosen
   // on their behalf, for instance).

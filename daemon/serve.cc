@@ -426,6 +426,7 @@ class Daemon {
                              .addons = addons_.get(),
                              .resources = resources_.get(),
                              .state_dir = dir,
+                             .url_template = config.preview_url,
                              .on_gone = [this](const std::string& repository) {
                                if (dispatcher_) dispatcher_->RequestLook(repository);
                              }};

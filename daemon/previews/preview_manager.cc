@@ -93,6 +93,18 @@ std::string Timestamp() {
   return buf;
 }
 
+// The URL template with {name}, {service} and {port} filled in.
+std::string FillUrl(std::string url, const std::string& name, const std::string& service, const std::string& port) {
+  for (const auto& [key, value] : {std::pair<std::string, std::string>{"{name}", name},
+                                   {"{service}", service},
+                                   {"{port}", port}}) {
+    for (size_t at = url.find(key); at != std::string::npos; at = url.find(key, at + value.size())) {
+      url.replace(at, key.size(), value);
+    }
+  }
+  return url;
+}
+
 // A resource a setup run's node declared: ("service", name) etc.
 std::optional<PreviewResource> DeclaredBy(const runner::NodeRecord& node) {
   std::string kind;
@@ -454,7 +466,8 @@ void PreviewManager::Settle(Preview& preview) {
     if (owned && !known) preview.resources.push_back(*resource);
     if ((n.kind == "DeploymentService" || n.kind == "CombinedService") && owned) {
       if (const json::Value* port = n.data.Find("port"); port && port->is_number() && port->as_double() > 0) {
-        preview.url = "http://127.0.0.1:" + std::to_string(static_cast<int>(port->as_double()));
+        preview.url = FillUrl(d_.url_template, preview.name, resource->name,
+                              std::to_string(static_cast<int>(port->as_double())));
       }
     }
   }

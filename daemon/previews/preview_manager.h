@@ -72,6 +72,8 @@ struct PreviewDeps {
   runtime::Addons* addons = nullptr;
   runtime::ResourceRegistry* resources = nullptr;
   std::string state_dir;
+  // A preview's URL: {name}, {service} and {port} filled in (runtime.previewUrl).
+  std::string url_template = "http://127.0.0.1:{port}";
   std::chrono::milliseconds tick{1000};  // how often Tick() carries previews on
   // How long a minute of options.expiry.previewLifetime lasts (tests shorten
   // it with GITOPSD_PREVIEW_MINUTE).

@@ -85,7 +85,9 @@ class PreviewsMoreTest : public ::testing::Test {
     return "{\"stateDir\": \"@STATE@\", \"listen\": \"127.0.0.1:@PORT@\", \"apiTokensFile\": \"tokens.json\", "
            "\"repositories\": [{\"name\": \"shop\", \"url\": \"" + repo_.file_url() +
            "\", \"pollInterval\": \"1h\", \"sync\": {\"writeBack\": false}" + webhook +
-           "}], \"runtime\": {\"portRange\": " + PortRange() + "}, \"log\": {\"level\": \"debug\"}}";
+           "}], \"runtime\": {\"portRange\": " + PortRange() +
+           (preview_url_.empty() ? "" : ", \"previewUrl\": \"" + preview_url_ + "\"") +
+           "}, \"log\": {\"level\": \"debug\"}}";
   }
 
   // 23800-23999, 20 ports per test process: ctest runs every case in a
@@ -269,6 +271,7 @@ class PreviewsMoreTest : public ::testing::Test {
   DaemonUnderTest daemon_{dir_.path()};
   std::string main_;
   Forge forge_ = Forge::kNone;
+  std::string preview_url_;  // runtime.previewUrl ("" = the default)
 };
 
 TEST_F(PreviewsMoreTest, APullRequestFoundByPollingGetsAPreviewWithoutAnyWebhook) {
@@ -294,6 +297,20 @@ TEST_F(PreviewsMoreTest, APullRequestFoundByPollingGetsAPreviewWithoutAnyWebhook
   EXPECT_EQ(NumberField(Preview("pr-5"), "setupRun"), setup) << "one setup run for one head";
   EXPECT_EQ(StringField(Preview("pr-5"), "status"), "ready");
   EXPECT_EQ(LivePreviews(), 2u);
+}
+
+TEST_F(PreviewsMoreTest, APreviewsUrlFollowsTheConfiguredTemplate) {
+  preview_url_ = "http://{name}.preview.test:{port}/?service={service}";
+  Start(Forge::kNone);
+  if (HasFatalFailure()) return;
+  PushPullRequest(12, "feature/url", "12");
+  Look();
+  ASSERT_TRUE(WaitForStatus("pr-12", "ready"));
+  const json::Value web = ServiceNamed("web-pr-12");
+  ASSERT_FALSE(web.is_null());
+  EXPECT_EQ(StringField(Preview("pr-12"), "url"),
+            "http://pr-12.preview.test:" + std::to_string(static_cast<int>(NumberField(web, "port"))) +
+                "/?service=web-pr-12");
 }
 
 TEST_F(PreviewsMoreTest, MaxPreviewsRefusesTheOneBeyondTheCap) {
