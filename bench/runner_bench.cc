@@ -39,9 +39,13 @@
 #include "daemon/runner/engine.h"
 #include "daemon/runtime/launcher.h"
 #include "daemon/runtime/services.h"
+#include "bench/bench_util.h"
 #include "tests/support/temp_dir.h"
 
 namespace {
+
+using gitopsd::bench::MsSince;
+using gitopsd::bench::Percentile;
 
 using gitopsd::json::Value;
 using gitopsd::test::TempDir;
@@ -52,17 +56,6 @@ using std::chrono::milliseconds;
 
 constexpr int kConcurrentFlowNodes = 20;
 constexpr auto kIdleSupervision = std::chrono::seconds(2);
-
-double MsSince(Clock::time_point t) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
-}
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t i = static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
-  return v[std::min(i, v.size() - 1)];
-}
 
 // ---- 1 and 2: the engine ---------------------------------------------------
 

@@ -24,37 +24,23 @@
 
 #include "daemon/tokens.h"
 #include "sync/reconcile.h"
+#include "bench/bench_util.h"
 #include "tests/daemon/daemon_harness.h"
 #include "tests/support/process.h"
 #include "tests/support/temp_dir.h"
 
 namespace {
 
+using gitopsd::bench::MsSince;
+using gitopsd::bench::Git;
+
 using gitopsd::test::RunCommand;
 using gitopsd::test::TempDir;
 using Clock = std::chrono::steady_clock;
 
-double MsSince(Clock::time_point t) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
-}
-
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0 : v[v.size() / 2];
-}
-
-const std::map<std::string, std::string> kGitEnv = {
-    {"GIT_AUTHOR_NAME", "bench"},       {"GIT_AUTHOR_EMAIL", "bench@localhost"},
-    {"GIT_COMMITTER_NAME", "bench"},    {"GIT_COMMITTER_EMAIL", "bench@localhost"},
-    {"GIT_CONFIG_NOSYSTEM", "1"},       {"HOME", "/nonexistent"}};
-
-bool Git(const std::vector<std::string>& args, const std::string& cwd) {
-  std::vector<std::string> argv = {"git", "-c", "init.defaultBranch=main", "-c",
-                                    "protocol.file.allow=always"};
-  argv.insert(argv.end(), args.begin(), args.end());
-  auto r = RunCommand(argv, cwd, kGitEnv);
-  if (!r.ok()) std::fprintf(stderr, "git %s failed: %s\n", args[0].c_str(), r.output.c_str());
-  return r.ok();
 }
 
 std::string ObjectJson(const std::string& name, int version) {

@@ -28,12 +28,16 @@
 
 #include "daemon/tokens.h"
 #include "daemon/triggers/forge.h"
+#include "bench/bench_util.h"
 #include "tests/daemon/daemon_harness.h"
 #include "tests/support/git_servers.h"
 #include "tests/support/process.h"
 #include "tests/support/temp_dir.h"
 
 namespace {
+
+using gitopsd::bench::MsSince;
+using gitopsd::bench::Percentile;
 
 namespace fs = std::filesystem;
 using gitopsd::json::Value;
@@ -45,15 +49,6 @@ using Clock = std::chrono::steady_clock;
 
 const std::string kToken = "bench-write-token-0123456789";
 const std::string kSecret = "bench-webhook-secret";
-
-double MsSince(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t i = static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
-  return v[std::min(i, v.size() - 1)];
-}
 
 std::string Field(const Value& v, std::string_view key) {
   const Value* f = v.is_object() ? v.Find(key) : nullptr;

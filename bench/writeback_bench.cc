@@ -18,11 +18,16 @@
 #include <vector>
 
 #include "daemon/tokens.h"
+#include "bench/bench_util.h"
 #include "tests/daemon/daemon_harness.h"
 #include "tests/support/process.h"
 #include "tests/support/temp_dir.h"
 
 namespace {
+
+using gitopsd::bench::MsSince;
+using gitopsd::bench::Percentile;
+using gitopsd::bench::Git;
 
 using gitopsd::test::DaemonUnderTest;
 using gitopsd::test::Http;
@@ -34,30 +39,6 @@ using Clock = std::chrono::steady_clock;
 const std::string kToken = "bench-write-token-0123456789";
 constexpr int kObjects = 100;
 
-double MsSince(Clock::time_point t) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
-}
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t i = static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
-  return v[std::min(i, v.size() - 1)];
-}
-
-const std::map<std::string, std::string> kGitEnv = {
-    {"GIT_AUTHOR_NAME", "bench"},    {"GIT_AUTHOR_EMAIL", "bench@localhost"},
-    {"GIT_COMMITTER_NAME", "bench"}, {"GIT_COMMITTER_EMAIL", "bench@localhost"},
-    {"GIT_CONFIG_NOSYSTEM", "1"},    {"HOME", "/nonexistent"}};
-
-bool Git(const std::vector<std::string>& args, const std::string& cwd) {
-  std::vector<std::string> argv = {"git", "-c", "init.defaultBranch=main"};
-  argv.insert(argv.end(), args.begin(), args.end());
-  auto r = RunCommand(argv, cwd, kGitEnv);
-  if (!r.ok()) std::fprintf(stderr, "git %s failed: %s\n", args[0].c_str(), r.output.c_str());
-  return r.ok();
-}
-
 std::string ObjectJson(const std::string& name, const std::string& description) {
   return "{\n  \"apiVersion\": \"v1.2\",\n  \"name\": \"" + name + "\",\n  \"description\": \"" +
          description +
@@ -68,7 +49,7 @@ std::string ObjectJson(const std::string& name, const std::string& description) 
 std::string Name(int i) { return "object-" + std::to_string(i); }
 
 int CommitCount(const std::string& bare) {
-  auto r = RunCommand({"git", "--git-dir", bare, "rev-list", "--count", "main"}, "", kGitEnv);
+  auto r = RunCommand({"git", "--git-dir", bare, "rev-list", "--count", "main"}, "", gitopsd::bench::GitEnv());
   return r.ok() ? std::stoi(r.output) : -1;
 }
 
