@@ -282,12 +282,12 @@ class Daemon {
     spdlog::info("gitopsd {} listening on {} (port {}), state in {}", GITOPSD_VERSION,
                  config.listen, api_->port(), config.state_dir);
 
+    previews_->Start();  // sweeps what gone previews left behind before the daemon is ready
     poller_->Start();
     for (const auto& r : config.repositories) {
       dispatcher_->Poll(r.name, std::chrono::duration_cast<std::chrono::milliseconds>(r.poll_interval));
     }
     dispatcher_->Start();
-    previews_->Start();
     NotifySystemd("READY=1\nSTATUS=serving");
     const int sig = WaitForTermination();
     spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");

@@ -10,6 +10,7 @@
 #include <ctime>
 #include <filesystem>
 #include <random>
+#include <set>
 
 #include "daemon/flow_runs.h"
 #include "daemon/runner/engine.h"
@@ -171,6 +172,7 @@ std::string PreviewName(const json::Value& body, const json::Value& refs,
 PreviewManager::~PreviewManager() { Stop(); }
 
 void PreviewManager::Start() {
+  Sweep();
   std::lock_guard lock(thread_mu_);
   if (thread_.joinable()) return;
   stopping_ = false;
@@ -516,6 +518,52 @@ void PreviewManager::FinishTeardown(Preview& preview) {
   if (!Save(preview)) return;
   spdlog::info("previews: preview {} is gone", preview.name);
   if (d_.on_gone) d_.on_gone(preview.repository);  // an event that waited for it
+}
+
+bool PreviewManager::StillThere(const PreviewResource& r) {
+  using runtime::ResourceKind;
+  std::error_code ec;
+  if (r.kind == "service") {
+    auto status = d_.services->Get(r.name);
+    return (status && *status) || fs::exists(fs::path(d_.state_dir) / "services" / r.name, ec);
+  }
+  if (r.kind == "addon") {
+    auto found = d_.addons->FindAddon(r.name);
+    return found && *found;
+  }
+  if (r.kind == "job") {
+    auto found = d_.resources->Find(ResourceKind::kJob, r.name);
+    return (found && *found) || fs::exists(fs::path(d_.state_dir) / "jobs" / r.name, ec);
+  }
+  const ResourceKind kind = r.kind == "secret group" ? ResourceKind::kSecretGroup : ResourceKind::kBuildService;
+  auto found = d_.resources->Find(kind, r.name);
+  return found && *found;
+}
+
+void PreviewManager::Sweep() {
+  std::lock_guard lock(mu_);
+  auto all = d_.previews->List(/*with_gone=*/true);
+  if (!all) {
+    spdlog::error("previews: cannot list previews: {}", all.error().message);
+    return;
+  }
+  std::set<std::pair<std::string, std::string>> live;
+  for (const Preview& p : *all) {
+    if (!previews::IsLive(p.status)) continue;
+    for (const PreviewResource& r : p.resources) live.insert({r.kind, r.name});
+  }
+  for (const Preview& p : *all) {
+    if (previews::IsLive(p.status)) continue;
+    Preview leftover = p;
+    leftover.resources.clear();
+    for (const PreviewResource& r : p.resources) {
+      if (!live.contains({r.kind, r.name}) && StillThere(r)) leftover.resources.push_back(r);
+    }
+    if (leftover.resources.empty()) continue;
+    spdlog::warn("previews: preview {} is gone but {} of its resources remain; removing them", p.name,
+                 leftover.resources.size());
+    RemoveResources(leftover);
+  }
 }
 
 void PreviewManager::RemoveResources(const Preview& preview) {

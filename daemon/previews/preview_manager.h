@@ -33,6 +33,8 @@
 //  - Crash-safe: every step is a state change recorded first; Tick() (every
 //    tick, and at start) carries on whatever a preview was doing — a setup
 //    run that concluded, a teardown half done — so a restart finishes it.
+//    At start, resources of previews recorded gone that are still there
+//    (processes, databases, folders) are swept.
 //  - Thread-safe.
 #pragma once
 #include <atomic>
@@ -131,6 +133,10 @@ class PreviewManager final : public PreviewFiring {
   Status BeginTeardown(previews::Preview& preview, bool skip_teardown, const std::string& why);
   void StartTeardownRun(previews::Preview& preview);
   void RemoveResources(const previews::Preview& preview);
+  // At start: what previews recorded gone left behind (a removal that failed,
+  // or was cut short) is removed, unless a live preview owns that name now.
+  void Sweep();
+  bool StillThere(const previews::PreviewResource& resource);
   Status Save(const previews::Preview& preview);
 
   PreviewDeps d_;

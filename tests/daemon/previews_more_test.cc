@@ -14,6 +14,7 @@
 #include <filesystem>
 
 #include "daemon/triggers/forge.h"
+#include "sync/sqlite.h"
 #include "tests/daemon/run_waits.h"
 #include "tests/daemon/write_fixture.h"
 
@@ -246,9 +247,12 @@ class PreviewsMoreTest : public ::testing::Test {
                                        std::vector<pid_t>{production}; },
                           seconds(10)))
         << "only production's web server runs";
-    EXPECT_FALSE(fs::exists(daemon_.state_dir() + "/addons/db-" + name)) << "its database is gone";
-    EXPECT_FALSE(fs::exists(daemon_.state_dir() + "/services/web-" + name));
-    EXPECT_FALSE(fs::exists(daemon_.state_dir() + "/jobs/migrate-" + name));
+    auto gone = [&](const std::string& path) {
+      return WaitUntil([&] { return !fs::exists(daemon_.state_dir() + path); }, seconds(10));
+    };
+    EXPECT_TRUE(gone("/addons/db-" + name)) << "its database is gone";
+    EXPECT_TRUE(gone("/services/web-" + name));
+    EXPECT_TRUE(gone("/jobs/migrate-" + name));
     auto addons = daemon_.Get("/api/v1/addons");
     EXPECT_FALSE(Contains(addons.body, "db-" + name)) << addons.body;
     EXPECT_TRUE(Contains(addons.body, "shop-db")) << "production's database stays";
@@ -456,6 +460,33 @@ TEST_F(PreviewsMoreTest, ThePreviewWebhookCreatesANamedPreviewAndReRunsItByName)
   // A forged commit is refused; an unknown token too.
   EXPECT_EQ(daemon_.Get("/hooks/previews/" + token + "?app.sha=" + std::string(40, 'c')).status, 422);
   EXPECT_EQ(daemon_.Get("/hooks/previews/" + std::string(64, '1')).status, 404);
+}
+
+TEST_F(PreviewsMoreTest, WhatAPreviewRecordedGoneLeftBehindIsSweptAtTheNextStart) {
+  Start(Forge::kNone);
+  if (HasFatalFailure()) return;
+  PushPullRequest(13, "feature/orphan", "13");
+  Look();
+  ASSERT_TRUE(WaitForStatus("pr-13", "ready"));
+  const pid_t web = WebPid("pr-13");
+  ASSERT_GT(web, 0);
+  // As if a removal had failed after the preview was recorded gone: the
+  // record says gone, its process, database and folders are all still there.
+  ASSERT_EQ(::kill(daemon_.process().pid(), SIGKILL), 0);
+  ASSERT_TRUE(WaitForExit(daemon_.process(), seconds(5)).has_value());
+  {
+    auto db = sqlite::Database::Open(daemon_.state_dir() + "/state.db", false);
+    ASSERT_TRUE(db) << db.error().message;
+    ASSERT_TRUE(db->Exec("UPDATE previews SET status = 'gone' WHERE name = 'pr-13'"));
+  }
+  ASSERT_TRUE(Alive(web));
+  ASSERT_TRUE(fs::exists(daemon_.state_dir() + "/addons/db-pr-13"));
+
+  ASSERT_TRUE(daemon_.StartWithConfig(Config()));
+  ASSERT_TRUE(daemon_.WaitReady()) << daemon_.Output();
+  EXPECT_TRUE(Contains(daemon_.Output(), "preview pr-13 is gone but")) << daemon_.Output();
+  ExpectNothingLeftOf("pr-13", web);
+  EXPECT_FALSE(ServiceNamed("shop-web").is_null()) << "production is not a preview's";
 }
 
 TEST_F(PreviewsMoreTest, AReopenedPullRequestGetsANewPreview) {
