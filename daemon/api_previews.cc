@@ -17,6 +17,22 @@ bool QueryTrue(const Request& req, const std::string& key) {
 
 json::Value OptionalId(const std::optional<int64_t>& id) { return id ? Int(*id) : json::Value(); }
 
+// POST /api/v1/previews/{name}/reset {"lifetime": minutes}: the preview
+// expires that long from now.
+Response ResetExpiry(const ApiDeps& deps, const Request& req, const std::string& name) {
+  if (req.method != "POST") return MethodNotAllowed(req.method, "POST");
+  WriteAuth auth = RequireWrite(deps.tokens, req);
+  if (auth.refused) return *auth.refused;
+  auto body = json::Parse(req.body);
+  const json::Value* lifetime = body && body->is_object() ? body->Find("lifetime") : nullptr;
+  if (!lifetime || !lifetime->is_integer() || lifetime->as_double() < 1 || lifetime->as_double() > 525600) {
+    return ErrorResponse(400, "bad_request", "give {\"lifetime\": minutes}, a whole number from 1 to 525600");
+  }
+  auto reset = deps.previews->ResetExpiry(name, static_cast<int64_t>(lifetime->as_double()));
+  if (!reset) return ErrorResponse(404, "not_found", reset.error().message);
+  return Json(200, json::Value::Object({{"name", Str(name)}, {"expiryTime", Str(IsoTime(reset->expires_at))}}));
+}
+
 }  // namespace
 
 json::Value PreviewToJson(const Preview& p) {
@@ -43,7 +59,7 @@ json::Value PreviewToJson(const Preview& p) {
 }
 
 std::optional<Response> RoutePreviews(const ApiDeps& deps, const Request& req, const std::vector<std::string>& p) {
-  if (p.empty() || p[0] != "previews" || p.size() > 2) return std::nullopt;
+  if (p.empty() || p[0] != "previews" || p.size() > 3 || (p.size() == 3 && p[2] != "reset")) return std::nullopt;
   if (!deps.previews || !deps.preview_store) {
     return ErrorResponse(503, "unavailable", "previews are not running");
   }
@@ -56,6 +72,7 @@ std::optional<Response> RoutePreviews(const ApiDeps& deps, const Request& req, c
     return Json(200, json::Value::Object({{"previews", std::move(items)}}));
   }
   const std::string& name = p[1];
+  if (p.size() == 3) return ResetExpiry(deps, req, name);
   if (req.method == "GET") {
     auto found = deps.preview_store->Get(name);
     if (!found) return ErrorResponse(500, "internal", found.error().message);

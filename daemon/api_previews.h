@@ -3,7 +3,9 @@
 //   GET    /api/v1/previews/{name}       one preview
 //   DELETE /api/v1/previews/{name}[?skipTeardown=true]   -> 202: teardown
 //          started (its teardownSpec first unless skipped); gone once done
-// DELETE needs a write token.
+//   POST   /api/v1/previews/{name}/reset {"lifetime": minutes}
+//          -> 200 {name, expiryTime}: it expires that long from now
+// DELETE and reset need a write token.
 #pragma once
 #include <optional>
 #include <string>

@@ -159,17 +159,17 @@ Result<FireOutcome> RunFiring::StartRelease(const TriggerEvent& event, const std
                         (event.pull_request.empty() ? "branch " + event.branch : "pull request #" + event.pull_request) +
                         " at " + event.sha.substr(0, 12);
   auto id = runs_.Start(event.flow.kind, event.flow.name, options);
-  if (id) return FireOutcome{*id, ""};
+  if (id) return FireOutcome::Started(*id);
   const runner::RunError& e = id.error();
   if (e.code == runner::RunError::Code::kConflict || e.code == runner::RunError::Code::kInvalid ||
       e.code == runner::RunError::Code::kNotFound) {
-    return FireOutcome{std::nullopt, e.message};
+    return FireOutcome::Skipped(e.message);
   }
   return Fail(e.message);
 }
 
 Result<FireOutcome> RunFiring::UpdatePreview(const TriggerEvent& event, const std::string& repo_url) {
-  if (!previews_) return FireOutcome{std::nullopt, "previews are not running in this daemon"};
+  if (!previews_) return FireOutcome::Skipped("previews are not running in this daemon");
   return previews_->Update(event, repo_url);
 }
 

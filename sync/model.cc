@@ -7,6 +7,7 @@
 
 #include "sync/embedded_schemas.h"
 #include "sync/expressions.h"
+#include "sync/schedule.h"
 #include "sync/schema.h"
 
 namespace gitopsd::model {
@@ -202,6 +203,11 @@ class SemanticChecker {
     if (const json::Value* options = body.Find("options"); options && options->is_object()) {
       std::vector<std::string_view> none;
       if (const json::Value* name_format = options->Find("nameFormat")) CheckStrings(*name_format, none);
+      if (const json::Value* schedule = options->Find("schedule"); schedule && schedule->is_object()) {
+        std::vector<ScheduleProblem> problems;
+        (void)ActiveHours::Parse(*schedule, &problems);
+        for (const ScheduleProblem& p : problems) findings_.Add(p.offset, "options." + p.message, "model:schedule");
+      }
     }
   }
 

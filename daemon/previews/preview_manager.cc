@@ -18,6 +18,7 @@
 #include "daemon/runtime/addons.h"
 #include "daemon/runtime/resources.h"
 #include "daemon/runtime/services.h"
+#include "sync/schedule.h"
 #include "sync/store.h"
 
 namespace gitopsd::daemon {
@@ -206,9 +207,12 @@ Result<FireOutcome> PreviewManager::Update(const TriggerEvent& event, const std:
   std::lock_guard lock(mu_);
   auto object = d_.store->GetObject("PreviewTemplate", event.flow.name);
   if (!object) return std::unexpected(object.error());
-  if (!*object) return FireOutcome{std::nullopt, "PreviewTemplate \"" + event.flow.name + "\" no longer exists"};
+  if (!*object) return FireOutcome::Skipped("PreviewTemplate \"" + event.flow.name + "\" no longer exists");
   auto body = json::Parse((*object)->body, json::ParseOptions{64 << 20, 512});
   if (!body) return Fail("PreviewTemplate " + event.flow.name + ": the stored body does not parse");
+  if (auto closed = OutsideActiveHours(event.flow.name, *body)) {
+    return FireOutcome::Waiting(*closed);
+  }
   const json::Value refs = TriggerRefsOf(event, repo_url);
   auto existing = d_.previews->FindBySource(event.flow.name, event.pull_request, event.branch);
   if (!existing) return std::unexpected(existing.error());
@@ -221,8 +225,8 @@ Result<FireOutcome> PreviewManager::Update(const TriggerEvent& event, const std:
       return Fail("preview " + preview.name + " is still being torn down; the event waits until it is gone");
     }
     if (preview.status == PreviewStatus::kTeardownFailed) {
-      return FireOutcome{std::nullopt, "preview " + preview.name + " failed its teardown (failurePolicy block): "
-                                       "tear it down again (DELETE /api/v1/previews/" + preview.name + ") first"};
+      return FireOutcome::Skipped("preview " + preview.name + " failed its teardown (failurePolicy block): "
+                                       "tear it down again (DELETE /api/v1/previews/" + preview.name + ") first");
     }
     const json::Value* expiry = Options(*body) ? Options(*body)->Find("expiry") : nullptr;
     auto lifetime = Number(expiry, "previewLifetime");
@@ -240,8 +244,10 @@ Result<FireOutcome> PreviewManager::Update(const TriggerEvent& event, const std:
                                 std::to_string(*cap) + ")";
         // overCap "queue": the event stays pending, and a preview gone asks
         // for a look (on_gone), which tries it again.
-        if (Text(Options(*body), "overCap") == "queue") return Fail(why + "; it waits for a free slot (overCap queue)");
-        return FireOutcome{std::nullopt, why};
+        if (Text(Options(*body), "overCap") == "queue") {
+          return FireOutcome::Waiting(why + "; it waits for a free slot (overCap queue)");
+        }
+        return FireOutcome::Skipped(why);
       }
     }
     auto created = Create(event, *body, refs, "");
@@ -255,9 +261,23 @@ Result<FireOutcome> PreviewManager::Update(const TriggerEvent& event, const std:
     preview.status = PreviewStatus::kFailed;
     preview.error = run.error().message;
     (void)Save(preview);
-    return FireOutcome{std::nullopt, "preview " + preview.name + ": " + run.error().message};
+    return FireOutcome::Skipped("preview " + preview.name + ": " + run.error().message);
   }
-  return FireOutcome{*run, ""};
+  return FireOutcome::Started(*run);
+}
+
+std::optional<std::string> PreviewManager::OutsideActiveHours(const std::string& template_name,
+                                                               const json::Value& body) const {
+  const json::Value* schedule = Options(body) ? Options(body)->Find("schedule") : nullptr;
+  if (!schedule) return std::nullopt;
+  auto hours = model::ActiveHours::Parse(*schedule);
+  if (!hours) return std::nullopt;  // the loader refuses such a template; an older body counts as always
+  const int now = d_.minute_of_week ? d_.minute_of_week() : model::LocalMinuteOfWeek(std::time(nullptr));
+  if (hours->ActiveAt(now)) return std::nullopt;
+  auto next = hours->NextOpening(now);
+  return "outside the active hours of PreviewTemplate \"" + template_name + "\" (options.schedule; now " +
+         model::FormatMinuteOfWeek(now) + " host time); it waits" +
+         (next ? " until " + model::FormatMinuteOfWeek(*next) : std::string());
 }
 
 Result<Preview> PreviewManager::Create(const TriggerEvent& event, const json::Value& body, const json::Value& refs,
@@ -386,6 +406,19 @@ Result<Preview> PreviewManager::Teardown(const std::string& name, bool skip_tear
   if (preview.status != PreviewStatus::kTearingDown) {
     if (auto s = BeginTeardown(preview, skip_teardown, why); !s) return std::unexpected(s.error());
   }
+  return preview;
+}
+
+Result<Preview> PreviewManager::ResetExpiry(const std::string& name, int64_t lifetime_minutes) {
+  std::lock_guard lock(mu_);
+  auto found = d_.previews->Get(name);
+  if (!found) return std::unexpected(found.error());
+  if (!*found || !previews::IsLive((*found)->status)) return Fail("no live preview named \"" + name + "\"");
+  Preview preview = **found;
+  if (preview.status == PreviewStatus::kTearingDown) return Fail("preview " + name + " is being torn down");
+  preview.expires_at = NowMs() + lifetime_minutes * d_.minute.count();
+  if (auto s = Save(preview); !s) return std::unexpected(s.error());
+  spdlog::info("previews: preview {} now expires in {} minute(s)", name, lifetime_minutes);
   return preview;
 }
 

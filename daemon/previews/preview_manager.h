@@ -16,7 +16,12 @@
 //    slug. Lower-case letters, digits and dashes, at most 39 characters; a
 //    taken name gets a suffix. ${args.name} and ${args.previewId} hold it.
 //  - options.maxPreviews caps the live previews of a template: beyond it an
-//    event is refused (logged, the event recorded as skipped).
+//    event is refused (logged, the event recorded as skipped), or with
+//    options.overCap "queue" waits (pending) until a preview is gone.
+//  - options.schedule (active hours, sync/schedule.h): outside them Git
+//    trigger events wait, pending, and act at the next look inside them
+//    (the newest head of a PR or branch; older ones are superseded).
+//    Webhooks and manual previews are not bound by it; teardowns neither.
 //  - options.expiry.previewLifetime (minutes) tears a preview down that long
 //    after its creation, or after its last update with resetOnUpdate.
 //  - The resources a preview owns are those its setup runs declared
@@ -43,6 +48,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -80,6 +86,9 @@ struct PreviewDeps {
   // How long a minute of options.expiry.previewLifetime lasts (tests shorten
   // it with GITOPSD_PREVIEW_MINUTE).
   std::chrono::milliseconds minute{60'000};
+  // The minute of the week now, for options.schedule (Monday 00:00 is 0);
+  // unset: the host's local time.
+  std::function<int()> minute_of_week = {};
   // Called (with the preview's repository) when a preview is gone: events
   // that waited for it are tried again on the look it asks for.
   std::function<void(const std::string& repository)> on_gone;
@@ -121,12 +130,17 @@ class PreviewManager final : public PreviewFiring {
   // Starts tearing the preview down (kNotFound-like error for an unknown or
   // gone one); it is gone once Tick() finished it.
   Result<previews::Preview> Teardown(const std::string& name, bool skip_teardown, const std::string& why);
+  // The preview expires `lifetime_minutes` from now (whatever its template's
+  // expiry says); an error for an unknown, gone or departing preview.
+  Result<previews::Preview> ResetExpiry(const std::string& name, int64_t lifetime_minutes);
   // Carries every live preview one step on; the manager's thread calls it.
   void Tick();
 
  private:
   Result<previews::Preview> Create(const triggers::TriggerEvent& event, const json::Value& body,
                                    const json::Value& refs, const std::string& wanted_name);
+  // Why Git triggers must wait now (options.schedule), or nullopt.
+  std::optional<std::string> OutsideActiveHours(const std::string& template_name, const json::Value& body) const;
   Result<int64_t> StartSetup(previews::Preview& preview, const triggers::TriggerEvent& event, const json::Value& refs);
   void Settle(previews::Preview& preview);
   void FinishTeardown(previews::Preview& preview);

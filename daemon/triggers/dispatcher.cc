@@ -260,6 +260,17 @@ void Dispatcher::Handle(const TriggerEvent& event, const std::vector<WatchingFlo
                  fired.error().message);
     return;
   }
+  if (!fired->run && !fired->waiting.empty()) {
+    // Said once at info; the looks after it only at debug.
+    const bool first = waiting_logged_.insert(event.id).second;
+    if (first) {
+      spdlog::info("triggers: {}: waits: {}", Describe(event), fired->waiting);
+    } else {
+      spdlog::debug("triggers: {}: still waits: {}", Describe(event), fired->waiting);
+    }
+    return;
+  }
+  waiting_logged_.erase(event.id);
   if (!fired->run) return skip(fired->skipped);
   spdlog::info("triggers: {}: fired ({}), run {}", Describe(event), decision.reason, *fired->run);
   if (options_.on_event) options_.on_event(true);

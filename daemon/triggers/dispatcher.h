@@ -75,10 +75,17 @@ class GitView {
 
 // What an event did: started (or re-ran) something, or was definitively
 // refused (forbid while a run is active, the preview cap): then `skipped`
-// says why and the event is not tried again.
+// says why and the event is not tried again; or it must wait (outside a
+// preview template's active hours, a full cap that queues): then `waiting`
+// says why and the event stays pending, tried again on each look.
 struct FireOutcome {
   std::optional<int64_t> run;
   std::string skipped;
+  std::string waiting;
+
+  static FireOutcome Started(int64_t run) { return FireOutcome{run, "", ""}; }
+  static FireOutcome Skipped(std::string why) { return FireOutcome{std::nullopt, std::move(why), ""}; }
+  static FireOutcome Waiting(std::string why) { return FireOutcome{std::nullopt, "", std::move(why)}; }
 };
 
 // What fires (the daemon implements it over FlowRuns and the previews).
@@ -165,6 +172,7 @@ class Dispatcher {
   DispatcherOptions options_;
 
   std::mutex look_mu_;  // one look at a time
+  std::set<int64_t> waiting_logged_;  // events whose waiting was logged (the look's thread)
   mutable std::mutex mu_;
   std::condition_variable wake_;
   std::set<std::string> requested_;

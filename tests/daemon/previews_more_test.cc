@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <ctime>
 #include <filesystem>
 
 #include "daemon/triggers/forge.h"
@@ -366,6 +367,25 @@ TEST_F(PreviewsMoreTest, APreviewPastItsLifetimeIsTornDownByItself) {
   ExpectNothingLeftOf("pr-3");
 }
 
+// POST /api/v1/previews/{name}/reset gives a preview a new lifetime from now.
+TEST_F(PreviewsMoreTest, ResettingAPreviewsExpiryEndsItThatLongFromNow) {
+  daemon_.SetEnv("GITOPSD_PREVIEW_MINUTE", "1s");  // the template's 2880 minutes are 48 minutes
+  Start(Forge::kNone);
+  if (HasFatalFailure()) return;
+  PushPullRequest(4, "feature/reset", "4");
+  Look();
+  ASSERT_TRUE(WaitForStatus("pr-4", "ready"));
+  EXPECT_EQ(daemon_.Post("/api/v1/previews/pr-4/reset", {}, R"({"lifetime": 2})").status, 401) << "a write token";
+  EXPECT_EQ(daemon_.Post("/api/v1/previews/pr-4/reset", Writer(), R"({"lifetime": "soon"})").status, 400);
+  EXPECT_EQ(daemon_.Post("/api/v1/previews/pr-99/reset", Writer(), R"({"lifetime": 2})").status, 404);
+  auto reset = daemon_.Post("/api/v1/previews/pr-4/reset", Writer(), R"({"lifetime": 3})");
+  ASSERT_EQ(reset.status, 200) << reset.body;
+  EXPECT_EQ(StringField(*reset.Json(), "expiryTime"), StringField(Preview("pr-4"), "expiresAt"));
+  EXPECT_EQ(Status("pr-4"), "ready") << "not before its new lifetime";
+  ASSERT_TRUE(WaitForStatus("pr-4", "gone", seconds(20)));
+  EXPECT_TRUE(Contains(StringField(Preview("pr-4"), "error"), "expired"));
+}
+
 TEST_F(PreviewsMoreTest, ADraftPullRequestGetsAPreviewOnlyOnceReadyForReview) {
   Start(Forge::kGitHub);
   if (HasFatalFailure()) return;
@@ -460,6 +480,49 @@ TEST_F(PreviewsMoreTest, ThePreviewWebhookCreatesANamedPreviewAndReRunsItByName)
   // A forged commit is refused; an unknown token too.
   EXPECT_EQ(daemon_.Get("/hooks/previews/" + token + "?app.sha=" + std::string(40, 'c')).status, 422);
   EXPECT_EQ(daemon_.Get("/hooks/previews/" + std::string(64, '1')).status, 404);
+}
+
+// options.schedule: outside the active hours a pull request's event waits
+// (no preview), the preview webhook still works; once the hours include now,
+// the waiting event gets its preview at the next look.
+TEST_F(PreviewsMoreTest, OutsideItsActiveHoursAPullRequestWaitsAndGetsItsPreviewOnceTheyOpen) {
+  daemon_.SetEnv("TZ", "UTC");
+  const std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  gmtime_r(&now, &utc);
+  static constexpr const char* kDays[] = {"sun", "mon", "tue", "wed", "thu", "fri", "sat"};  // tm_wday order
+  const std::string closed_hours =
+      R"("schedule": {")" + std::string(kDays[(utc.tm_wday + 3) % 7]) + R"(": {"startTime": 0, "endTime": 2400}})";
+  EditTemplate(R"("maxPreviews": 10)", R"("maxPreviews": 10, )" + closed_hours);
+  Start(Forge::kNone);
+  if (HasFatalFailure()) return;
+  const std::string sha = PushPullRequest(7, "feature/after-hours", "7");
+  Look();
+  ASSERT_TRUE(LogSays("outside the active hours of PreviewTemplate \"pull-requests\""));
+  Look();
+  EXPECT_EQ(daemon_.Get("/api/v1/previews/pr-7").status, 404) << "no preview outside the active hours";
+  EXPECT_EQ(LivePreviews(), 0u);
+
+  // The preview webhook is not bound by the hours.
+  auto created = daemon_.Post("/api/v1/webhooks/preview-templates/pull-requests", Writer());
+  ASSERT_EQ(created.status, 201) << created.body;
+  const std::string token = StringField(*created.Json(), "token");
+  ASSERT_EQ(daemon_.Get("/hooks/previews/" + token + "?name=by-hand&app.branch=feature%2Fafter-hours&app.sha=" + sha)
+                .status,
+            201);
+  ASSERT_TRUE(WaitForStatus("by-hand", "ready"));
+
+  // The template now opens today as well: the event that waited acts.
+  ASSERT_TRUE(repo_.Git({"checkout", "-q", "-B", "main", main_}).ok());
+  EditTemplate(closed_hours, R"("schedule": {")" + std::string(kDays[utc.tm_wday]) +
+                                 R"(": {"startTime": 0, "endTime": 2400}})");
+  ASSERT_FALSE(repo_.Commit("previews every day [skip ci]").empty());
+  ASSERT_TRUE(repo_.Push());
+  Look();
+  ASSERT_TRUE(WaitForStatus("pr-7", "ready"));
+  EXPECT_EQ(StringField(Preview("pr-7"), "sha"), sha);
+  EXPECT_EQ(ServedVersion(StringField(Preview("pr-7"), "url")), "7");
+  EXPECT_EQ(LivePreviews(), 2u);
 }
 
 TEST_F(PreviewsMoreTest, WhatAPreviewRecordedGoneLeftBehindIsSweptAtTheNextStart) {
