@@ -241,7 +241,8 @@ Response HookRoutes::ForgeHookRequest(const Request& req, const std::string& for
   // for it. Until one verifies, nothing of the payload is acted upon.
   const ForgeHook* verified = nullptr;
   bool named = false;
-  for (const ForgeHook& hook : deps_.forge_hooks) {
+  const std::vector<ForgeHook> hooks = deps_.forge_hooks ? deps_.forge_hooks() : std::vector<ForgeHook>{};
+  for (const ForgeHook& hook : hooks) {
     if (hook.forge != forge_name || !triggers::NamesRepository(*event, hook.url)) continue;
     named = true;
     if (triggers::VerifyDelivery(*forge, headers, req.body, hook.secret)) {

@@ -72,7 +72,8 @@ struct HookDeps {
       verify_commit;
   // The head of `branch` of the repository as fetched now (fetching it).
   std::function<Result<std::string>(const std::string& repository, const std::string& branch)> head_of;
-  std::vector<ForgeHook> forge_hooks;
+  // The repositories that take forge webhooks now (a reload may change them).
+  std::function<std::vector<ForgeHook>()> forge_hooks;
   // Hears of each delivery: ("github" | "gitlab" | "gitea" | "generic", result).
   std::function<void(const std::string& source, const std::string& result)> on_delivery;
   // Look at the repository's refs soon (coalesced); a pull request's news.

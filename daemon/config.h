@@ -57,6 +57,8 @@ struct RepositorySettings {
   std::string webhook_type;
   std::string webhook_secret_file;
   std::string webhook_forge_url;  // how payloads name the repository ("" = url)
+
+  bool operator==(const RepositorySettings&) const = default;
 };
 
 // runtime.postgres: the PostgreSQL server postgresql addons live on.

@@ -98,9 +98,10 @@ runner::RunResult<json::Value> RollbackBody(const runner::RunRecord& run, bool r
        {"spec", std::move(workflow)}});
 }
 
-std::string FlowRuns::BranchFor(const std::string& repository, const json::Value& trigger) const {
-  auto it = branches_.find(repository);
-  const std::string configured = it == branches_.end() ? "" : it->second;
+std::string FlowRuns::BranchFor(const std::map<std::string, std::string>& branches, const std::string& repository,
+                                const json::Value& trigger) {
+  auto it = branches.find(repository);
+  const std::string configured = it == branches.end() ? "" : it->second;
   const json::Value* rules = trigger.Find("branchRestrictions");
   if (!rules || !rules->is_array() || rules->items().empty()) return configured;
   std::string literal;
@@ -116,15 +117,16 @@ json::Value FlowRuns::FillTriggerRefs(const json::Value& body, const json::Value
   json::Value refs = given.is_object() ? given : json::Value::Object();
   const json::Value* triggers = body.Find("triggers");
   if (!triggers || !triggers->is_array()) return refs;
+  const std::map<std::string, std::string> branches = branches_();
   for (const json::Value& trigger : triggers->items()) {
     const std::string ref = StringOf(trigger, "ref");
     const std::string repository = StringOf(trigger, "repository");
-    if (ref.empty() || repository.empty() || !branches_.contains(repository)) continue;
+    if (ref.empty() || repository.empty() || !branches.contains(repository)) continue;
     json::Value entry = json::Value::Object();
     if (const json::Value* g = refs.Find(ref); g && g->is_object()) entry = *g;
     std::string branch = StringOf(entry, "branch");
     if (branch.empty()) {
-      branch = BranchFor(repository, trigger);
+      branch = BranchFor(branches, repository, trigger);
       if (branch.empty()) continue;
       entry.Set("branch", S(branch));
     }

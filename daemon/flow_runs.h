@@ -58,9 +58,10 @@ runner::RunResult<json::Value> RollbackBody(const runner::RunRecord& run, bool r
 
 class FlowRuns {
  public:
-  // `branches`: configured repository -> its synced branch.
-  FlowRuns(store::Store& store, runner::Engine& engine, HeadOf head_of,
-           std::map<std::string, std::string> branches)
+  // `branches`: configured repository -> its synced branch, now (a
+  // configuration reload may change them).
+  using Branches = std::function<std::map<std::string, std::string>()>;
+  FlowRuns(store::Store& store, runner::Engine& engine, HeadOf head_of, Branches branches)
       : store_(store), engine_(engine), head_of_(std::move(head_of)),
         branches_(std::move(branches)) {}
   FlowRuns(const FlowRuns&) = delete;
@@ -89,12 +90,13 @@ class FlowRuns {
   void AutorunOne(const store::ObjectRecord& object);
   runner::RunResult<int64_t> StartObject(const store::ObjectRecord& object, const RunOptions& options);
   json::Value FillTriggerRefs(const json::Value& body, const json::Value& given);
-  std::string BranchFor(const std::string& repository, const json::Value& trigger) const;
+  static std::string BranchFor(const std::map<std::string, std::string>& branches, const std::string& repository,
+                               const json::Value& trigger);
 
   store::Store& store_;
   runner::Engine& engine_;
   HeadOf head_of_;
-  std::map<std::string, std::string> branches_;
+  Branches branches_;
   std::mutex autorun_mu_;  // one autorun pass at a time
   // (template, revision, changed at) whose autorun was refused: not
   // retried (nor logged again) until the template changes.

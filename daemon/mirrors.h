@@ -43,8 +43,12 @@ class Mirrors {
   // fetched commit. Fetches through Mirrors are serialised.
   Result<std::string> FetchBranch(const std::string& name, const std::string& branch) const;
 
-  // The configuration of a configured repository (nullptr: unknown).
-  const sync::RepositoryConfig* Config(const std::string& name) const;
+  // The configuration of a configured repository (nullopt: unknown).
+  std::optional<sync::RepositoryConfig> Config(const std::string& name) const;
+  // A configuration reload adds, changes or removes a repository. Thread-safe,
+  // as every call here.
+  void Set(const std::string& name, sync::RepositoryConfig config);
+  void Remove(const std::string& name);
 
   // The configured repository a trigger names: by name, or by a URL equal
   // to its configured one (ignoring a trailing ".git" or "/").
@@ -53,6 +57,7 @@ class Mirrors {
  private:
   std::string UnknownRepository(const std::string& name) const;
 
+  mutable std::mutex repos_mu_;
   std::map<std::string, sync::RepositoryConfig> repos_;
   store::Store& store_;
   mutable std::mutex fetch_mu_;

@@ -39,22 +39,34 @@ void Poller::Start() {
   started_ = true;
   RefreshObjectCounts();
   RefreshWriteBackGauges();
-  for (auto& w : workers_) {
-    if (auto state = store_.GetRepository(w->target.name); state && *state) {
-      metrics_.SetAppliedCommit(w->target.name, (*state)->applied_commit);
-    }
-    Worker* raw = w.get();
-    w->thread = std::thread([this, raw] { Run(*raw); });
+  std::shared_lock workers(workers_mu_);
+  for (auto& w : workers_) StartWorker(*w);
+}
+
+void Poller::StartWorker(Worker& w) {
+  if (auto state = store_.GetRepository(w.target.name); state && *state) {
+    metrics_.SetAppliedCommit(w.target.name, (*state)->applied_commit);
   }
+  Worker* raw = &w;
+  w.thread = std::thread([this, raw] { Run(*raw); });
+}
+
+std::vector<Poller::Worker*> Poller::Workers() const {
+  std::shared_lock workers(workers_mu_);
+  std::vector<Worker*> out;
+  for (const auto& w : workers_) out.push_back(w.get());
+  return out;
 }
 
 void Poller::BeginStop() {
-  for (auto& w : workers_) {
-    std::lock_guard lock(w->mu);
-    w->stopping = true;
-    w->wake.notify_all();
-    w->done.notify_all();
-  }
+  for (Worker* w : Workers()) BeginStop(*w);
+}
+
+void Poller::BeginStop(Worker& w) {
+  std::lock_guard lock(w.mu);
+  w.stopping = true;
+  w.wake.notify_all();
+  w.done.notify_all();
 }
 
 bool Poller::Stop(milliseconds grace) {
@@ -62,24 +74,65 @@ bool Poller::Stop(milliseconds grace) {
   const bool forever = grace >= std::chrono::hours(24);
   const auto deadline = std::chrono::steady_clock::now() + (forever ? milliseconds(0) : grace);
   bool all = true;
-  for (auto& w : workers_) {
-    if (!w->thread.joinable()) continue;
-    std::unique_lock lock(w->mu);
-    auto exited = [&] { return w->exited; };
-    if (forever) {
-      w->done.wait(lock, exited);
-    } else if (!w->done.wait_until(lock, deadline, exited)) {
-      spdlog::warn("{}: a sync is still running (a fetch that does not answer?)", w->target.name);
-      all = false;
-      continue;
-    }
-    lock.unlock();
-    w->thread.join();
+  for (Worker* w : Workers()) all = Join(*w, forever, deadline) && all;
+  // A removed repository's thread left running (its fetch hung) still uses
+  // this poller.
+  std::shared_lock workers(workers_mu_);
+  for (const auto& w : retired_) {
+    std::lock_guard lock(w->mu);
+    all = all && w->exited;
   }
   return all;
 }
 
+bool Poller::Join(Worker& w, bool forever, std::chrono::steady_clock::time_point deadline) {
+  if (!w.thread.joinable()) return true;
+  std::unique_lock lock(w.mu);
+  auto exited = [&] { return w.exited; };
+  if (forever) {
+    w.done.wait(lock, exited);
+  } else if (!w.done.wait_until(lock, deadline, exited)) {
+    spdlog::warn("{}: a sync is still running (a fetch that does not answer?)", w.target.name);
+    return false;
+  }
+  lock.unlock();
+  w.thread.join();
+  return true;
+}
+
+Status Poller::Add(PollTarget target) {
+  std::unique_lock workers(workers_mu_);
+  for (const auto& w : workers_) {
+    if (w->target.name == target.name) return Fail("repository " + target.name + " is synced already");
+  }
+  auto w = std::make_unique<Worker>();
+  metrics_.RegisterRepository(target.name);
+  if (target.writeback) metrics_.RegisterWriteBack(target.name);
+  w->target = std::move(target);
+  if (started_) StartWorker(*w);
+  workers_.push_back(std::move(w));
+  return Ok();
+}
+
+bool Poller::Remove(const std::string& name, milliseconds grace) {
+  std::unique_ptr<Worker> gone;
+  {
+    std::unique_lock workers(workers_mu_);
+    auto it = std::ranges::find_if(workers_, [&](const auto& w) { return w->target.name == name; });
+    if (it == workers_.end()) return true;
+    gone = std::move(*it);
+    workers_.erase(it);
+  }
+  BeginStop(*gone);
+  const bool joined = Join(*gone, false, std::chrono::steady_clock::now() + grace);
+  if (!joined) gone->thread.detach();  // it ends once its fetch answers; the worker is kept below
+  std::unique_lock workers(workers_mu_);
+  retired_.push_back(std::move(gone));
+  return joined;
+}
+
 Poller::Worker* Poller::Find(const std::string& name) const {
+  std::shared_lock workers(workers_mu_);
   for (const auto& w : workers_) {
     if (w->target.name == name) return w.get();
   }
@@ -90,7 +143,7 @@ bool Poller::Has(const std::string& name) const { return Find(name) != nullptr; 
 
 std::vector<std::string> Poller::Names() const {
   std::vector<std::string> names;
-  for (const auto& w : workers_) names.push_back(w->target.name);
+  for (const Worker* w : Workers()) names.push_back(w->target.name);
   return names;
 }
 
@@ -110,7 +163,7 @@ bool Poller::Ready() const { return Pending().empty(); }
 
 std::vector<std::string> Poller::Pending() const {
   std::vector<std::string> pending;
-  for (const auto& w : workers_) {
+  for (const Worker* w : Workers()) {
     std::lock_guard lock(w->mu);
     if (!w->first_done) pending.push_back(w->target.name);
   }
@@ -236,7 +289,7 @@ sync::WriteBack* Poller::WriteBackFor(const std::string& name) const {
 
 std::vector<std::string> Poller::WriteBackNames() const {
   std::vector<std::string> names;
-  for (const auto& w : workers_) {
+  for (const Worker* w : Workers()) {
     if (w->target.writeback) names.push_back(w->target.name);
   }
   return names;
@@ -244,7 +297,7 @@ std::vector<std::string> Poller::WriteBackNames() const {
 
 void Poller::RefreshWriteBackGauges() {
   std::lock_guard lock(counts_mu_);
-  for (const auto& w : workers_) {
+  for (const Worker* w : Workers()) {
     if (!w->target.writeback) continue;
     if (auto n = store_.CountUnfinishedEdits(w->target.name)) {
       metrics_.SetWriteBackPending(w->target.name, static_cast<double>(*n));

@@ -26,11 +26,13 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "sync/reconcile.h"
+#include "sync/status.h"
 #include "sync/writeback.h"
 
 namespace gitopsd::store {
@@ -95,6 +97,15 @@ class Poller {
   // return at once; does not wait.
   void BeginStop();
 
+  // A repository added while running (a configuration reload): its thread
+  // starts at once if the poller has started. An error if the name is taken.
+  Status Add(PollTarget target);
+  // Stops the repository's thread (a sync in progress finishes first, up to
+  // `grace`; past it the thread is left to end by itself) and forgets the
+  // repository. Pointers handed out for it (WriteBackFor) stay valid until
+  // the poller is destroyed. False if the thread was left running.
+  bool Remove(const std::string& name, std::chrono::milliseconds grace);
+
   bool Has(const std::string& name) const;
   std::vector<std::string> Names() const;
 
@@ -145,6 +156,11 @@ class Poller {
     std::optional<std::chrono::steady_clock::time_point> retry_at;
   };
 
+  void StartWorker(Worker& w);
+  void BeginStop(Worker& w);
+  bool Join(Worker& w, bool forever, std::chrono::steady_clock::time_point deadline);
+  // The workers now (a snapshot: Add and Remove may change the list).
+  std::vector<Worker*> Workers() const;
   void Run(Worker& w);
   SyncOutcome SyncOnce(Worker& w);
   bool HasUnfinishedEdits(const Worker& w);
@@ -156,7 +172,9 @@ class Poller {
   store::Store& store_;
   DaemonMetrics& metrics_;
   SyncListener* listener_;
+  mutable std::shared_mutex workers_mu_;  // guards workers_ and retired_ (not the workers)
   std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<std::unique_ptr<Worker>> retired_;  // removed; kept so handed-out pointers stay valid
   std::mutex counts_mu_;  // one count at a time, so a stale one never lands last
   bool started_ = false;
 };

@@ -15,6 +15,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "daemon/api.h"
 #include "daemon/flow_runs.h"
@@ -173,25 +174,54 @@ constexpr std::chrono::seconds kSyncGrace{10};
 // After a sync: autorun the Templates that changed.
 class AutorunListener final : public SyncListener {
  public:
-  AutorunListener(FlowRuns& runs, triggers::Dispatcher& dispatcher, std::vector<std::string> repositories)
+  AutorunListener(FlowRuns& runs, triggers::Dispatcher& dispatcher,
+                  std::function<std::vector<std::string>()> repositories)
       : runs_(runs), dispatcher_(dispatcher), repositories_(std::move(repositories)) {}
   void ObjectsChanged(const std::string& repository,
                       const FlowRuns::ChangedObjects* changed) override {
     runs_.Autorun(repository, changed);
     // A flow's triggers may have changed: a look at what they watch.
-    for (const std::string& r : repositories_) dispatcher_.RequestLook(r);
+    for (const std::string& r : repositories_()) dispatcher_.RequestLook(r);
   }
 
  private:
   FlowRuns& runs_;
   triggers::Dispatcher& dispatcher_;
-  std::vector<std::string> repositories_;
+  std::function<std::vector<std::string>()> repositories_;  // configured now
 };
+
+// What a reload cannot change in a running daemon: (what, old, new) for
+// each setting that differs; they take effect at the next start.
+std::vector<std::string> NeedsRestart(const Config& now, const Config& next) {
+  std::vector<std::string> out;
+  auto check = [&](const char* what, const std::string& a, const std::string& b) {
+    if (a != b) out.push_back(std::string(what) + " (" + a + " -> " + b + ")");
+  };
+  check("stateDir", now.state_dir, next.state_dir);
+  check("listen", now.listen, next.listen);
+  check("runtime.portRange", std::to_string(now.port_range_first) + "-" + std::to_string(now.port_range_last),
+        std::to_string(next.port_range_first) + "-" + std::to_string(next.port_range_last));
+  check("runtime.previewUrl", now.preview_url, next.preview_url);
+  auto pg = [](const Config& c) {
+    return c.postgres ? c.postgres->user + "@" + c.postgres->host + ":" + std::to_string(c.postgres->port) +
+                            " " + c.postgres->password_file
+                      : std::string("none");
+  };
+  check("runtime.postgres", pg(now), pg(next));
+  if (now.api_tokens_file.empty() != next.api_tokens_file.empty()) {
+    check("apiTokensFile", now.api_tokens_file.empty() ? "none" : now.api_tokens_file,
+          next.api_tokens_file.empty() ? "none" : next.api_tokens_file);
+  }
+  return out;
+}
 
 // Everything the running daemon owns, destroyed in reverse order.
 class Daemon {
  public:
-  int Run(const Config& config, const model::Loader& loader) {
+  int Run(const Config& config, const model::Loader& loader, const ServeRequest& request) {
+    config_ = config;
+    loader_ = &loader;
+    request_ = request;
     if (auto s = EnsurePrivateDir(config.state_dir); !s) return Fatal(s.error().message);
     if (auto s = EnsurePrivateDir(fs::path(config.state_dir) / "repos"); !s) {
       return Fatal(s.error().message);
@@ -219,29 +249,20 @@ class Daemon {
 
     std::vector<PollTarget> targets;
     for (const auto& s : config.repositories) {
-      auto reconciler = sync::Reconciler::Create(ToRepositoryConfig(s, config), *store_, loader);
-      if (!reconciler) return Fatal(s.name + ": " + reconciler.error().message);
-      spdlog::info("repository {}: {} branch {} folder {} every {}, write-back {}", s.name,
-                   git::RedactUrl(s.url), s.branch, s.sync_path, FormatDuration(s.poll_interval),
-                   s.write_back ? "on (" + s.conflict_policy + ")" : std::string("off"));
-      PollTarget target{s.name, s.poll_interval, std::move(*reconciler), nullptr};
-      if (s.write_back) {
-        target.writeback = std::make_unique<sync::WriteBack>(*target.reconciler, *store_, loader,
-                                                             ToWriteBackConfig(s));
-      }
-      targets.push_back(std::move(target));
+      auto target = MakeTarget(s, config);
+      if (!target) return Fatal(target.error().message);
+      targets.push_back(std::move(*target));
     }
     if (config.repositories.empty()) {
       spdlog::warn("no repositories configured: there is nothing to sync");
     }
     if (auto s = OpenRuntime(config); !s) return Fatal(s.error().message);
-    std::vector<std::string> names;
-    for (const auto& r : config.repositories) names.push_back(r.name);
-    autorun_ = std::make_unique<AutorunListener>(*runs_, *dispatcher_, names);
+    autorun_ = std::make_unique<AutorunListener>(*runs_, *dispatcher_, [this] { return poller_->Names(); });
     poller_ = std::make_unique<Poller>(*store_, metrics_, std::move(targets), autorun_.get());
 
     auto forge_hooks = ReadForgeHooks(config);
     if (!forge_hooks) return Fatal(forge_hooks.error().message);
+    SetForgeHooks(std::move(*forge_hooks));
     ApiOptions api_options;
     api_options.listen = config.listen;
     ApplyEnvironment(&api_options);
@@ -266,7 +287,7 @@ class Daemon {
                             if (!name) return Fail("the trigger's repository \"" + repository + "\" is not configured");
                             return mirrors_->FetchBranch(*name, branch);
                           },
-                          .forge_hooks = std::move(*forge_hooks),
+                          .forge_hooks = [this] { return ForgeHooks(); },
                           .on_delivery = [this](const std::string& source, const std::string& result) {
                             metrics_.RecordWebhook(source, result);
                           },
@@ -288,10 +309,19 @@ class Daemon {
       dispatcher_->Poll(r.name, std::chrono::duration_cast<std::chrono::milliseconds>(r.poll_interval));
     }
     dispatcher_->Start();
-    NotifySystemd("READY=1\nSTATUS=serving");
-    const int sig = WaitForTermination();
+    NotifySystemd("READY=1\nSTATUS=" + StatusLine());
+    const auto watchdog = WatchdogInterval();
+    if (watchdog) {
+      spdlog::info("systemd watchdog: a ping every {} ms",
+                   std::chrono::duration_cast<std::chrono::milliseconds>(*watchdog / 2).count());
+    }
+    const auto tick = watchdog ? std::chrono::duration_cast<std::chrono::milliseconds>(*watchdog / 2)
+                               : std::chrono::milliseconds(kStatusTick);
+    const int sig = WaitForSignals(
+        tick, [this] { Reload(); }, [this, ping = watchdog.has_value()] { Tick(ping); });
     spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    NotifySystemd("STOPPING=1");
+    NotifySystemd("STOPPING=1\nSTATUS=stopping: finishing syncs, parking runs at their node");
+    BoundShutdown();
     poller_->BeginStop();  // releases API requests waiting for a sync
     api_->Stop();
     dispatcher_->Stop();
@@ -331,6 +361,177 @@ class Daemon {
                                 r.webhook_forge_url.empty() ? r.url : r.webhook_forge_url, std::move(secret)});
     }
     return hooks;
+  }
+
+  // A repository's sync loop (its reconciler, and its write-back when on).
+  Result<PollTarget> MakeTarget(const RepositorySettings& s, const Config& config) {
+    auto reconciler = sync::Reconciler::Create(ToRepositoryConfig(s, config), *store_, *loader_);
+    if (!reconciler) return Fail(s.name + ": " + reconciler.error().message);
+    spdlog::info("repository {}: {} branch {} folder {} every {}, write-back {}", s.name, git::RedactUrl(s.url),
+                 s.branch, s.sync_path, FormatDuration(s.poll_interval),
+                 s.write_back ? "on (" + s.conflict_policy + ")" : std::string("off"));
+    PollTarget target{s.name, s.poll_interval, std::move(*reconciler), nullptr};
+    if (s.write_back) {
+      target.writeback =
+          std::make_unique<sync::WriteBack>(*target.reconciler, *store_, *loader_, ToWriteBackConfig(s));
+    }
+    return target;
+  }
+
+  void SetForgeHooks(std::vector<ForgeHook> hooks) {
+    std::lock_guard lock(hooks_mu_);
+    forge_hooks_ = std::move(hooks);
+  }
+  std::vector<ForgeHook> ForgeHooks() {
+    std::lock_guard lock(hooks_mu_);
+    return forge_hooks_;
+  }
+
+  // SIGHUP: reads the configuration file again. A bad one is refused as a
+  // whole (logged; the running configuration stays). Otherwise repositories
+  // added, removed or changed take effect now (a changed one's sync loop
+  // restarts), so do the log level, webhook secrets and API tokens; what a
+  // running daemon cannot change (listen, stateDir, runtime) is logged and
+  // waits for the next start.
+  void Reload() {
+    if (request_.quick) {
+      spdlog::info("received SIGHUP: quick mode (--repo) has no configuration file to reload");
+      return;
+    }
+    NotifySystemd("RELOADING=1\nSTATUS=reloading " + request_.config_path);
+    spdlog::info("received SIGHUP: reloading the configuration from {}", request_.config_path);
+    auto refused = [&](const std::string& why) {
+      spdlog::error("configuration reload refused, the running configuration stays: {}", why);
+      last_reload_error_ = why;
+      NotifySystemd("READY=1\nSTATUS=reload refused (see the log); serving the previous configuration");
+    };
+    auto next = LoadConfigFile(request_.config_path, *loader_);
+    if (!next) return refused("bad configuration:\n" + next.error().message);
+    auto hooks = ReadForgeHooks(*next);
+    if (!hooks) return refused(hooks.error().message);
+    std::optional<TokenStore> tokens;
+    if (!next->api_tokens_file.empty() && tokens_) {
+      auto loaded = TokenStore::LoadFile(next->api_tokens_file);
+      if (!loaded) return refused(loaded.error().message);
+      tokens.emplace(std::move(*loaded));
+    }
+    // The sync loops of new and changed repositories, made before anything
+    // changes: one that cannot be made refuses the whole reload.
+    std::map<std::string, const RepositorySettings*> before, after;
+    for (const auto& r : config_.repositories) before[r.name] = &r;
+    for (const auto& r : next->repositories) after[r.name] = &r;
+    std::vector<PollTarget> starting;
+    for (const auto& [name, r] : after) {
+      auto old = before.find(name);
+      if (old != before.end() && *old->second == *r) continue;
+      auto target = MakeTarget(*r, config_);
+      if (!target) return refused(target.error().message);
+      starting.push_back(std::move(*target));
+    }
+    ApplyRepositories(before, after, std::move(starting));
+    SetForgeHooks(std::move(*hooks));
+    if (tokens) {
+      spdlog::info("API tokens: {} from {}", tokens->size(), next->api_tokens_file);
+      tokens_->ReplaceWith(std::move(*tokens));
+    }
+    const std::string level = request_.log_level.empty() ? next->log_level : request_.log_level;
+    if (level != (request_.log_level.empty() ? config_.log_level : request_.log_level)) {
+      spdlog::set_level(spdlog::level::from_str(level));
+      spdlog::info("log level: {}", level);
+    }
+    for (const std::string& what : NeedsRestart(config_, *next)) {
+      spdlog::warn("configuration reload: {} changed; it takes effect at the next start", what);
+    }
+    // What waits for a restart stays as it runs now.
+    Config kept = *next;
+    kept.state_dir = config_.state_dir;
+    kept.listen = config_.listen;
+    kept.port_range_first = config_.port_range_first;
+    kept.port_range_last = config_.port_range_last;
+    kept.preview_url = config_.preview_url;
+    kept.postgres = config_.postgres;
+    kept.api_tokens_file = tokens_ ? next->api_tokens_file : config_.api_tokens_file;
+    config_ = std::move(kept);
+    last_reload_error_.clear();
+    spdlog::info("configuration reloaded: {} repositories", config_.repositories.size());
+    NotifySystemd("READY=1\nSTATUS=" + StatusLine());
+  }
+
+  void ApplyRepositories(const std::map<std::string, const RepositorySettings*>& before,
+                         const std::map<std::string, const RepositorySettings*>& after,
+                         std::vector<PollTarget> starting) {
+    for (const auto& [name, r] : before) {
+      auto now = after.find(name);
+      if (now != after.end() && *now->second == *r) continue;
+      spdlog::info("repository {}: {} by the reload", name, now == after.end() ? "removed" : "changed");
+      dispatcher_->Unpoll(name);
+      if (!poller_->Remove(name, kSyncGrace)) {
+        spdlog::warn("repository {}: its sync is still running; it ends by itself", name);
+      }
+      mirrors_->Remove(name);
+    }
+    for (PollTarget& target : starting) {
+      const RepositorySettings& r = *after.at(target.name);
+      mirrors_->Set(r.name, ToRepositoryConfig(r, config_));
+      if (auto s = poller_->Add(std::move(target)); !s) {
+        spdlog::error("repository {}: {}", r.name, s.error().message);
+        continue;
+      }
+      dispatcher_->Poll(r.name, std::chrono::duration_cast<std::chrono::milliseconds>(r.poll_interval));
+    }
+  }
+
+  // Every tick of the signal loop: the watchdog's ping while the state
+  // database answers, and STATUS= when it changed.
+  void Tick(bool ping) {
+    const bool healthy = store_->ListConflicts(true).has_value();
+    if (!healthy) spdlog::error("the state database does not answer; the watchdog is not pinged");
+    std::string message;
+    const std::string status = StatusLine();
+    if (status != last_status_) {
+      message = "STATUS=" + status;
+      last_status_ = status;
+    }
+    if (ping && healthy) message += std::string(message.empty() ? "" : "\n") + "WATCHDOG=1";
+    if (!message.empty()) NotifySystemd(message);
+  }
+
+  // "serving 2 repositories, 1 run active, 3 previews live".
+  std::string StatusLine() {
+    const auto names = poller_->Names();
+    const auto pending = poller_->Pending();
+    std::string line = "serving " + std::to_string(names.size()) + " repositor" + (names.size() == 1 ? "y" : "ies");
+    if (!pending.empty()) line += " (first sync of " + std::to_string(pending.size()) + " in progress)";
+    runner::RunFilter active;
+    active.statuses = {runner::RunStatus::kPending, runner::RunStatus::kQueued, runner::RunStatus::kRunning,
+                       runner::RunStatus::kApprovalWait};
+    active.limit = 1000;
+    if (auto runs = engine_->List(active)) {
+      line += ", " + std::to_string(runs->size()) + " run" + (runs->size() == 1 ? "" : "s") + " active";
+    }
+    if (auto live = preview_store_->List(false)) {
+      line += ", " + std::to_string(live->size()) + " preview" + (live->size() == 1 ? "" : "s") + " live";
+    }
+    if (!last_reload_error_.empty()) line += "; the last reload was refused";
+    return line;
+  }
+
+  // SIGTERM must end the process within systemd's TimeoutStopSec: past
+  // GITOPSD_STOP_TIMEOUT (default 20s) the process exits at once. Every
+  // state change is a transaction, so that loses nothing; the next start
+  // resumes what was in progress.
+  static void BoundShutdown() {
+    std::chrono::milliseconds bound{20'000};
+    if (const char* text = std::getenv("GITOPSD_STOP_TIMEOUT"); text && *text) {
+      if (auto d = ParseDuration(text)) bound = *d;
+    }
+    std::thread([bound] {
+      std::this_thread::sleep_for(bound);
+      spdlog::warn("shutdown is taking longer than {}; exiting now (the next start resumes what was in progress)",
+                   FormatDuration(bound));
+      spdlog::shutdown();
+      std::_Exit(kExitOk);
+    }).detach();
   }
 
   void NotePullRequest(const std::string& repository, const std::string& number, const std::string& source_branch,
@@ -410,7 +611,7 @@ class Daemon {
         [mirrors](const std::string& repo, const std::string& branch) {
           return mirrors->HeadOf(repo, branch);
         },
-        mirrors_->Branches());
+        [mirrors] { return mirrors->Branches(); });
     auto trigger_store = triggers::TriggerStore::Open(dir);
     if (!trigger_store) return Fail("triggers: " + trigger_store.error().message);
     trigger_store_ = std::move(*trigger_store);
@@ -462,17 +663,16 @@ class Daemon {
     spdlog::info("runner stopped; services keep running and are re-adopted at the next start");
   }
 
-  static int WaitForTermination() {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    int sig = 0;
-    while (sigwait(&set, &sig) != 0) {
-    }
-    return sig;
-  }
+  // How often STATUS= is refreshed without a watchdog.
+  static constexpr std::chrono::seconds kStatusTick{10};
 
+  Config config_;  // in force (a reload replaces what it can)
+  const model::Loader* loader_ = nullptr;
+  ServeRequest request_;
+  std::mutex hooks_mu_;
+  std::vector<ForgeHook> forge_hooks_;
+  std::string last_status_;
+  std::string last_reload_error_;
   DaemonMetrics metrics_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<TokenStore> tokens_;
@@ -500,13 +700,9 @@ class Daemon {
 }  // namespace
 
 int RunServe(const ServeRequest& request) {
-  // Block the termination signals before any thread starts, so every thread
-  // inherits the mask and only sigwait in this thread sees them.
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  // Before any thread starts: every thread inherits the mask, and only the
+  // signal loop of this thread sees SIGTERM, SIGINT and SIGHUP.
+  BlockDaemonSignals();
   ::signal(SIGPIPE, SIG_IGN);
 
   auto loader = model::Loader::Create();
@@ -528,7 +724,7 @@ int RunServe(const ServeRequest& request) {
   spdlog::info("configuration: {} ({} repositories)", config->source, config->repositories.size());
   for (const auto& note : config->notes) spdlog::info("{}", note);
   Daemon daemon;
-  return daemon.Run(*config, *loader);
+  return daemon.Run(*config, *loader, request);
 }
 
 }  // namespace gitopsd::daemon

@@ -141,12 +141,24 @@ std::optional<Principal> TokenStore::Authenticate(std::string_view token) const 
   // Every entry is compared; the match is picked without branching on the
   // comparison result.
   size_t found = 0;  // index + 1 of the matching entry, 0 for none
+  std::lock_guard lock(*mu_);
   for (size_t i = 0; i < entries_.size(); ++i) {
     size_t equal = ConstantTimeEqual(digest, entries_[i].digest) ? 1 : 0;
     found |= (i + 1) & (0 - equal);
   }
   if (found == 0) return std::nullopt;
   return entries_[found - 1].principal;
+}
+
+size_t TokenStore::size() const {
+  std::lock_guard lock(*mu_);
+  return entries_.size();
+}
+
+void TokenStore::ReplaceWith(TokenStore other) {
+  std::lock_guard lock(*mu_);
+  entries_ = std::move(other.entries_);
+  path_ = std::move(other.path_);
 }
 
 }  // namespace gitopsd::daemon

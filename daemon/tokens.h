@@ -7,6 +7,8 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -46,8 +48,12 @@ class TokenStore {
   // against every entry.
   std::optional<Principal> Authenticate(std::string_view token) const;
 
-  size_t size() const { return entries_.size(); }
+  size_t size() const;
   const std::string& path() const { return path_; }
+
+  // Takes the tokens of `other` (a configuration reload re-read the file);
+  // Authenticate calls on other threads see the old set or the new one.
+  void ReplaceWith(TokenStore other);
 
  private:
   struct Entry {
@@ -55,6 +61,7 @@ class TokenStore {
     Sha256 digest;
   };
   std::string path_;
+  std::unique_ptr<std::mutex> mu_ = std::make_unique<std::mutex>();  // guards entries_
   std::vector<Entry> entries_;
 };
 

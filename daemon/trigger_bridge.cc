@@ -38,7 +38,7 @@ std::string Text(const json::Value& v, std::string_view key) {
 // ---- Git ----
 
 Result<triggers::RemoteHeads> MirrorGit::ListHeads(const std::string& repository) {
-  const sync::RepositoryConfig* config = mirrors_.Config(repository);
+  const auto config = mirrors_.Config(repository);
   if (!config) return Fail("repository \"" + repository + "\" is not configured");
   auto mirror = mirrors_.Open(repository);
   if (!mirror) return std::unexpected(mirror.error());
@@ -78,7 +78,7 @@ Status MirrorGit::Fetch(const std::string& repository, const std::string& branch
       }
     }
     if (remote_ref.empty()) remote_ref = "refs/pull/" + pull_request + "/head";
-    const sync::RepositoryConfig* config = mirrors_.Config(repository);
+    const auto config = mirrors_.Config(repository);
     if (!config) return Fail("repository \"" + repository + "\" is not configured");
     auto fetched = (*mirror)->FetchRef(remote_ref, "refs/gitopsd/pull/" + pull_request, config->credentials);
     if (!fetched) return std::unexpected(fetched.error());
@@ -118,7 +118,7 @@ Result<std::vector<std::string>> MirrorGit::ChangedPaths(const std::string& repo
 }
 
 std::string MirrorGit::UrlOf(const std::string& repository) {
-  const sync::RepositoryConfig* config = mirrors_.Config(repository);
+  const auto config = mirrors_.Config(repository);
   return config ? git::RedactUrl(config->url) : "";
 }
 

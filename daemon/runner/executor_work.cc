@@ -63,6 +63,8 @@ NodeOutcome RuntimeExecutor::JobRun(const NodeContext& ctx, const std::string& j
                         .active_deadline = cfg->active_deadline,
                         .backoff_limit = cfg->backoff_limit,
                         .abandon = ctx.abandoned,
+                        // A daemon shutdown (cancelled, not abandoned): the job goes on, adopted at the next start.
+                        .leave = [&ctx] { return ctx.cancelled && ctx.cancelled() && !(ctx.abandoned && ctx.abandoned()); },
                         .output = ProcessOutput(ctx)};
   json::Value detail = json::Value::Object({{"job", Str(job_id)}, {"build", Str(ref.id())}});
   return Journaled(ctx, std::move(detail), [&] {

@@ -253,10 +253,13 @@ struct ProcessJobRunner::Impl {
     auto child = Child::Launch(launch);
     if (!child) return std::unexpected(child.error());
     if (auto s = RecordAttempt(*run, status_file, child->identity()); !s) return std::unexpected(s.error());
-    ExitStatus exit = child->Wait(deadline, options.stop_grace, [&] {
-      follow.Poll();
-      return spec.abandon && spec.abandon();
-    });
+    ExitStatus exit = child->Wait(
+        deadline, options.stop_grace,
+        [&] {
+          follow.Poll();
+          return spec.abandon && spec.abandon();
+        },
+        spec.leave);
     follow.Flush();
     return exit;
   }
@@ -275,6 +278,11 @@ struct ProcessJobRunner::Impl {
         run->state = JobState::kFailed;
         run->error = exit.error().message;
         return;
+      }
+      if (exit->left) {
+        AppendToLog(run->log_path, "==> gitopsd: the daemon is stopping; the job goes on and the next start "
+                                   "adopts it\n");
+        return;  // still running
       }
       run->exit_code = exit->signal == 0 && !exit->timed_out ? std::optional<int>(exit->exit_code) : std::nullopt;
       if (exit->ok()) {
@@ -339,6 +347,7 @@ Result<JobRun> ProcessJobRunner::Run(const JobSpec& spec) {
     AppendToLog(run.log_path, "==> gitopsd: " + run.error + "\n");
   } else {
     impl_->RunAttempts(spec, &run, *program);
+    if (run.state == JobState::kRunning) return run;  // left running (spec.leave): recorded as running
   }
   run.ended_at = NowMillis();
   if (auto s = impl_->MarkEnded(run); !s) return std::unexpected(s.error());

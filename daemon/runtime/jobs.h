@@ -52,6 +52,11 @@ struct JobSpec {
   // stopped and the run fails, without retries (a run cancelled or its node
   // timed out). Unset = never.
   std::function<bool()> abandon{};
+  // Polled while the job runs: once true (the daemon is shutting down) the
+  // daemon stops waiting and leaves the job's process running; Run returns
+  // the run still running, and the next daemon adopts it as after a crash.
+  // Unset = never.
+  std::function<bool()> leave{};
   // Each line the job writes to its log, as it comes (polled while it runs;
   // live progress for the run's node log). Unset = none.
   std::function<void(std::string_view line)> output{};

@@ -302,10 +302,16 @@ std::optional<ExitStatus> Child::TryWait() {
 }
 
 ExitStatus Child::Wait(std::optional<Clock::time_point> deadline, milliseconds grace,
-                       const std::function<bool()>& abandon) {
+                       const std::function<bool()>& abandon, const std::function<bool()>& leave) {
   milliseconds step(1);
   while (true) {
     if (auto done = TryWait()) return *done;
+    if (leave && leave()) {
+      Release();
+      ExitStatus left;
+      left.left = true;
+      return left;
+    }
     const bool late = deadline && Clock::now() >= *deadline;
     if (late || (abandon && abandon())) {
       ExitStatus stopped = Stop(grace);

@@ -48,6 +48,7 @@ struct ExitStatus {
   int signal = 0;          // the signal that killed it, 0 if it exited
   bool timed_out = false;  // stopped because a deadline passed
   bool abandoned = false;  // stopped because the caller's abandon() said so
+  bool left = false;       // still running: the caller's leave() said so, and it was released
   bool ok() const { return exit_code == 0 && !timed_out && !abandoned; }
   // "exit code 3", "killed by signal 9 (Killed)", "timed out (killed by ...)",
   // "stopped on request (exit code 143)".
@@ -101,9 +102,12 @@ class Child {
   std::optional<ExitStatus> TryWait();
   // Waits until the process ends or `deadline` passes (then stops the group
   // with `grace` and reports timed_out) or `abandon` (polled; may be empty)
-  // returns true (then stops it likewise and reports abandoned).
+  // returns true (then stops it likewise and reports abandoned), or `leave`
+  // (polled; may be empty) returns true: then the process is released, left
+  // running, and reported left.
   ExitStatus Wait(std::optional<std::chrono::steady_clock::time_point> deadline,
-                  std::chrono::milliseconds grace, const std::function<bool()>& abandon = {});
+                  std::chrono::milliseconds grace, const std::function<bool()>& abandon = {},
+                  const std::function<bool()>& leave = {});
   // SIGTERM to the group, up to `grace`, SIGKILL; reaps. Idempotent.
   ExitStatus Stop(std::chrono::milliseconds grace);
   // Leaves the process running and forgets it (it is not reaped by us; the

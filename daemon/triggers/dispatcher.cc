@@ -80,6 +80,12 @@ void Dispatcher::Poll(const std::string& repository, std::chrono::milliseconds i
   wake_.notify_all();
 }
 
+void Dispatcher::Unpoll(const std::string& repository) {
+  std::lock_guard lock(mu_);
+  polled_.erase(repository);
+  requested_.erase(repository);
+}
+
 void Dispatcher::Loop() {
   StartPending();  // what a crash left between recording and starting
   std::unique_lock lock(mu_);

@@ -136,6 +136,8 @@ class Dispatcher {
 
   // Looks at `repository` every `interval` (polling; webhooks make it sooner).
   void Poll(const std::string& repository, std::chrono::milliseconds interval);
+  // Stops polling the repository (removed from the configuration).
+  void Unpoll(const std::string& repository);
   // Asks for a look at `repository` soon; returns at once.
   void RequestLook(const std::string& repository);
   // Looks now, on the caller's thread (serialised with the dispatcher's

@@ -66,8 +66,10 @@ int CountLines(const std::string& path) {
 
 // When the second daemon starts: while the job still runs (it adopts the
 // job's process), or once the job has ended on its own (it settles the run
-// from the exit status the job's wrapper left).
-enum class Restart { kWhileTheJobRuns, kAfterTheJobEnded };
+// from the exit status the job's wrapper left). kAfterATerm: the first
+// daemon is stopped by SIGTERM (systemctl stop) instead of killed; it parks
+// the run at its node and exits 0 at once, without waiting for the job.
+enum class Restart { kWhileTheJobRuns, kAfterTheJobEnded, kAfterATerm };
 
 class RunCrashTest : public ::testing::TestWithParam<Restart> {
  protected:
@@ -114,8 +116,10 @@ class RunCrashTest : public ::testing::TestWithParam<Restart> {
   // two daemons handing out one range would race for the same free port.
   std::string PortRange() const {
     // (23800-23999 belongs to previews_more_test.)
-    const int first = GetParam() == Restart::kAfterTheJobEnded ? 23500 : 23000;
-    return "[" + std::to_string(first) + ", " + std::to_string(first + 299) + "]";
+    const int first = GetParam() == Restart::kAfterTheJobEnded ? 23500
+                      : GetParam() == Restart::kAfterATerm     ? 23300
+                                                               : 23000;
+    return "[" + std::to_string(first) + ", " + std::to_string(first + (first == 23300 ? 199 : 299)) + "]";
   }
   std::string marker() const { return dir_.Sub("migrations.marker"); }
 
@@ -175,12 +179,18 @@ TEST_P(RunCrashTest, AKillDuringAJobRunEndsTheRunOnceWithOneService) {
   const auto id = static_cast<int64_t>(NumberField(*started.Json(), "id"));
   ASSERT_TRUE(WaitUntil([&] { return CountLines(marker()) > 0; }, std::chrono::seconds(15)))
       << Explain(Run(id));
-  ASSERT_EQ(::kill(daemon_.process().pid(), SIGKILL), 0);
+  const bool term = GetParam() == Restart::kAfterATerm;
+  ASSERT_EQ(::kill(daemon_.process().pid(), term ? SIGTERM : SIGKILL), 0);
   std::optional<int> status = WaitForExit(daemon_.process(), std::chrono::seconds(5));
-  ASSERT_TRUE(status.has_value()) << "the daemon did not die";
+  ASSERT_TRUE(status.has_value()) << "the daemon did not end within 5 s: " << daemon_.Output();
+  if (term) {
+    EXPECT_EQ(*status, 0) << "a clean exit: " << daemon_.Output();
+    EXPECT_TRUE(Contains(daemon_.Output(), "received SIGTERM, shutting down")) << daemon_.Output();
+    EXPECT_TRUE(Contains(daemon_.Output(), "stopped")) << daemon_.Output();
+  }
   const auto killed_at = std::chrono::steady_clock::now();
   EXPECT_EQ(ShopServers(), std::vector<pid_t>{first_web}) << "the service outlives the daemon";
-  EXPECT_FALSE(ProcessesIn(daemon_.state_dir(), "sleep 3").empty()) << "the kill hit the job's middle";
+  EXPECT_FALSE(ProcessesIn(daemon_.state_dir(), "sleep 3").empty()) << "the kill hit the job's middle" << daemon_.Output();
   if (GetParam() == Restart::kAfterTheJobEnded) {
     ASSERT_TRUE(WaitUntil([&] { return ProcessesIn(daemon_.state_dir(), "sleep 3").empty(); },
                           std::chrono::seconds(10)))
@@ -229,10 +239,15 @@ TEST_P(RunCrashTest, AKillDuringAJobRunEndsTheRunOnceWithOneService) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Restarts, RunCrashTest,
-                         ::testing::Values(Restart::kWhileTheJobRuns, Restart::kAfterTheJobEnded),
+                         ::testing::Values(Restart::kWhileTheJobRuns, Restart::kAfterTheJobEnded,
+                                           Restart::kAfterATerm),
                          [](const ::testing::TestParamInfo<Restart>& info) {
-                           return info.param == Restart::kWhileTheJobRuns ? std::string("WhileTheJobRuns")
-                                                                          : std::string("AfterTheJobEnded");
+                           switch (info.param) {
+                             case Restart::kWhileTheJobRuns: return std::string("WhileTheJobRuns");
+                             case Restart::kAfterTheJobEnded: return std::string("AfterTheJobEnded");
+                             case Restart::kAfterATerm: return std::string("AfterATerm");
+                           }
+                           return std::string("Unknown");
                          });
 
 }  // namespace
