@@ -86,8 +86,9 @@ set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_DEPENDS "adduser")
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "git, ca-certificates")
-set(CPACK_DEBIAN_PACKAGE_SUGGESTS "postgresql-client, curl")
+set(CPACK_DEBIAN_PACKAGE_SUGGESTS "postgresql-client")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
+    ${GITOPSD_PKG_DIR}/debian/conffiles
     ${GITOPSD_PKG_DIR}/debian/postinst
     ${GITOPSD_PKG_DIR}/debian/prerm
     ${GITOPSD_PKG_DIR}/debian/postrm)
