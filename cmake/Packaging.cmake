@@ -80,11 +80,12 @@ set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)  # gitopsd_<version>_<arch>.deb
 set(CPACK_DEBIAN_PACKAGE_SECTION admin)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 # Shared libraries: computed by dpkg-shlibdeps. adduser: postinst creates the
-# user with it where systemd-sysusers is missing. The daemon talks to Git
+# user with it where systemd-sysusers is missing. procps: the unit's
+# ExecReload runs /bin/kill. The daemon talks to Git
 # through libgit2 and needs no git program; builds and jobs often do, and
 # postgresql addons run psql, pg_dump and pg_restore.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "adduser")
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "adduser, procps")
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "git, ca-certificates")
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "postgresql-client")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
