@@ -14,6 +14,7 @@ test_packages=(
   libgtest-dev libgmock-dev json-schema-test-suite python3-jsonschema
   lighttpd lighttpd-mod-openssl apache2-utils openssh-server openssh-client openssl
   postgresql
+  dpkg-dev curl man-db systemd adduser procps
 )
 
 packages=("${build_packages[@]}")
