@@ -12,6 +12,9 @@
 #include <Poco/Net/StreamSocket.h>
 #include <Poco/StreamCopier.h>
 #include <Poco/URI.h>
+#include <arpa/inet.h>
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -97,7 +100,22 @@ struct Client::Transport {
 
 namespace {
 
-Result<Context::Ptr> ClientContext(const ClientOptions& options) {
+// The server's name (or address) as the certificate must name it. OpenSSL
+// checks it during the handshake, by the rules browsers use; Poco's own
+// check is off, as it skips loopback names and matches a certificate's
+// names by resolving them.
+Status ExpectServerName(Context& context, const std::string& host) {
+  X509_VERIFY_PARAM* param = SSL_CTX_get0_param(context.sslContext());
+  unsigned char address[16];
+  const bool is_ip = inet_pton(AF_INET, host.c_str(), address) == 1 ||
+                     inet_pton(AF_INET6, host.c_str(), address) == 1;
+  const int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str())
+                       : X509_VERIFY_PARAM_set1_host(param, host.c_str(), host.size());
+  if (ok != 1) return Fail("cannot check the server's certificate against \"" + host + "\"");
+  return Ok();
+}
+
+Result<Context::Ptr> ClientContext(const ClientOptions& options, const std::string& host) {
   static std::once_flag once;
   std::call_once(once, [] { Poco::Net::initializeSSL(); });
   Context::Params params;
@@ -114,7 +132,10 @@ Result<Context::Ptr> ClientContext(const ClientOptions& options) {
   try {
     Context::Ptr context = new Context(Context::TLS_CLIENT_USE, params);
     context->requireMinimumProtocol(Context::PROTO_TLSV1_2);
-    if (options.insecure) context->enableExtendedCertificateVerification(false);
+    context->enableExtendedCertificateVerification(false);
+    if (!options.insecure) {
+      if (auto s = ExpectServerName(*context, host); !s) return std::unexpected(s.error());
+    }
     return context;
   } catch (const Poco::Exception& e) {
     return Fail("cannot set up TLS" +
@@ -153,7 +174,7 @@ Result<Client> Client::Create(const ClientOptions& options) {
   transport->port = uri.getPort();
   if (uri.getScheme() == "https") {
     transport->scheme = Scheme::kHttps;
-    auto context = ClientContext(options);
+    auto context = ClientContext(options, transport->host);
     if (!context) return std::unexpected(context.error());
     transport->context = *context;
   }
@@ -185,8 +206,9 @@ Result<Reply> Client::Exchange(F&& body) const {
       }
       return Fail(Unreachable(
           "the TLS handshake failed: " + text,
-          "a certificate signed by your own CA needs --cacert FILE, $GITOPSD_CACERT or caFile in "
-          "ctl.json; --insecure skips the check"));
+          "the certificate must name " + transport_->host +
+              " and be signed by a CA you trust: your own CA goes in --cacert FILE, "
+              "$GITOPSD_CACERT or caFile in ctl.json; --insecure skips the check"));
     }
     if (scheme == Scheme::kHttp && IsNotHttp(e)) {
       return Fail(Unreachable(e.displayText(), "no HTTP answer: does the server speak https? then "

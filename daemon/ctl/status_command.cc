@@ -171,12 +171,12 @@ void PrintRuns(const Part& part) {
   PrintHeading("Runs in progress", runs, part, "none");
   if (!runs || runs->empty()) return;
   std::vector<std::vector<std::string>> rows{
-      {"ID", "FLOW", "KIND", "STATUS", "AT NODE", "STARTED", "DURATION"}};
+      {"ID", "FLOW", "KIND", "STATUS", "AT NODE", "STARTED"}};
   for (const auto& r : *runs) {
     const json::Value* current = r.Find("currentNodes");
+    const std::string started = Text(r, "startedAt") == "-" ? "not yet" : Age(Text(r, "startedAt"));
     rows.push_back({Text(r, "id"), FlowLabel(r), Text(r, "kind"), Text(r, "status"),
-                    current ? NodeLabel(*current) : "-", Age(Text(r, "startedAt")),
-                    Duration(r)});
+                    current ? NodeLabel(*current) : "-", started});
   }
   PrintTable(rows);
 }

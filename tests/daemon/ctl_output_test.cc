@@ -55,6 +55,11 @@ class CtlOutputTest : public RunsFixture {
     return doc ? *doc : json::Value();
   }
 
+  // True when `pattern` (a regex) matches whole lines of `output`.
+  static bool HasLine(const std::string& output, const std::string& pattern) {
+    return std::regex_search(output, std::regex("(^|\n)" + pattern + "\n"));
+  }
+
   static size_t Items(const json::Value& doc, std::string_view key) {
     const json::Value* v = doc.Find(key);
     return v && v->is_array() ? v->items().size() : 0;
@@ -95,7 +100,8 @@ TEST_F(CtlOutputTest, StatusShowsRepositoriesConflictsRunsAndPreviewsInOneScreen
   ASSERT_TRUE(Start());
   auto quiet = Ctl({"status"});
   ASSERT_EQ(quiet.exit_code, 0) << quiet.output;
-  EXPECT_TRUE(Contains(quiet.output, "Repositories (1)\nREPOSITORY  BRANCH  APPLIED  LAST SYNC")) << quiet.output;
+  EXPECT_TRUE(HasLine(quiet.output, "Repositories \\(1\\)\nREPOSITORY +BRANCH +APPLIED +LAST SYNC +PENDING +ERRORS +CONFLICTS"))
+      << quiet.output;
   EXPECT_TRUE(Contains(quiet.output, "\nConflicts: none\n")) << quiet.output;
   EXPECT_TRUE(Contains(quiet.output, "\nRuns in progress: none\n")) << quiet.output;
   EXPECT_TRUE(Contains(quiet.output, "\nPreviews: none\n")) << quiet.output;
@@ -121,15 +127,19 @@ TEST_F(CtlOutputTest, StatusShowsRepositoriesConflictsRunsAndPreviewsInOneScreen
       status.output, std::regex("\nshop +main +[0-9a-f]{7} +\\S+ ago +\\d+ +1 +1\n")))
       << status.output;
   EXPECT_TRUE(Contains(status.output, "\n  shop: .gitops/templates/broken.json:")) << status.output;
-  EXPECT_TRUE(Contains(status.output, "\nConflicts (1)\nID  REPOSITORY  OBJECT ")) << status.output;
+  EXPECT_TRUE(HasLine(status.output, "Conflicts \\(1\\)\nID +REPOSITORY +OBJECT +IN FORCE +POLICY +CREATED"))
+      << status.output;
   EXPECT_TRUE(std::regex_search(status.output, std::regex("\n\\d+ +shop +Template/web +\\w+ +git-wins")))
       << status.output;
-  EXPECT_TRUE(Contains(status.output, "\nRuns in progress (1)\nID  FLOW  KIND ")) << status.output;
+  EXPECT_TRUE(HasLine(status.output,
+                      "Runs in progress \\(1\\)\nID +FLOW +KIND +STATUS +AT NODE +STARTED"))
+      << status.output;
   EXPECT_TRUE(std::regex_search(
       status.output,
       std::regex("\n" + std::to_string(run) + " +gate +release +approval_wait +Approval gate \\(0\\.0\\)")))
       << status.output;
-  EXPECT_TRUE(Contains(status.output, "\nPreviews (1)\nNAME  TEMPLATE  STATUS ")) << status.output;
+  EXPECT_TRUE(HasLine(status.output, "Previews \\(1\\)\nNAME +TEMPLATE +STATUS +URL +EXPIRES"))
+      << status.output;
   EXPECT_TRUE(std::regex_search(status.output, std::regex("\npr-3 +light +ready ")))
       << status.output;
 
@@ -156,7 +166,7 @@ TEST_F(CtlOutputTest, GetAndRunsAsTablesAndJson) {
   ASSERT_TRUE(Start());
   auto flows = Ctl({"get", "release-flows"});
   ASSERT_EQ(flows.exit_code, 0) << flows.output;
-  EXPECT_TRUE(Contains(flows.output, "NAME       REVISION  REPOSITORY  PATH")) << flows.output;
+  EXPECT_TRUE(HasLine(flows.output, "NAME +REVISION +REPOSITORY +PATH +STATUS")) << flows.output;
   EXPECT_TRUE(std::regex_search(
       flows.output, std::regex("\ngate +1 +shop +\\.gitops/release-flows/gate\\.json +synced\n")))
       << flows.output;
@@ -177,7 +187,7 @@ TEST_F(CtlOutputTest, GetAndRunsAsTablesAndJson) {
 
   auto runs = Ctl({"runs"});
   ASSERT_EQ(runs.exit_code, 0) << runs.output;
-  EXPECT_TRUE(Contains(runs.output, "ID  FLOW  KIND     STATUS ")) << runs.output;
+  EXPECT_TRUE(HasLine(runs.output, "ID +FLOW +KIND +STATUS +STARTED +DURATION")) << runs.output;
   EXPECT_TRUE(std::regex_search(runs.output,
                                 std::regex("\n" + id[1].str() + " +gate +release +approval_wait ")))
       << runs.output;
@@ -185,7 +195,7 @@ TEST_F(CtlOutputTest, GetAndRunsAsTablesAndJson) {
 
   auto tree = Ctl({"get", "run", id[1].str()});
   ASSERT_EQ(tree.exit_code, 0) << tree.output;
-  EXPECT_TRUE(Contains(tree.output, "NODE   KIND      REF   STATUS")) << tree.output;
+  EXPECT_TRUE(HasLine(tree.output, "NODE +KIND +REF +STATUS +DURATION +ERROR")) << tree.output;
   EXPECT_TRUE(std::regex_search(tree.output, std::regex("\n  0\\.0 +Approval +gate +approval_wait")))
       << tree.output;
   json::Value run = JsonOf({"get", "run", id[1].str()});
@@ -228,7 +238,8 @@ TEST_F(CtlOutputTest, PreviewsAndTeardownAsTablesAndJson) {
   ASSERT_TRUE(WaitUntil([&] { return PreviewStatus("pr-4") == "ready"; })) << daemon_.Output();
   auto table = Ctl({"previews"});
   ASSERT_EQ(table.exit_code, 0) << table.output;
-  EXPECT_TRUE(Contains(table.output, "NAME  TEMPLATE  STATUS  SOURCE")) << table.output;
+  EXPECT_TRUE(HasLine(table.output, "NAME +TEMPLATE +STATUS +SOURCE +COMMIT +URL +EXPIRES"))
+      << table.output;
   EXPECT_TRUE(std::regex_search(table.output, std::regex("\npr-4 +light +ready +#4 ")))
       << table.output;
   json::Value listed = JsonOf({"previews"});

@@ -65,19 +65,20 @@ class TransportTest : public WriteFixture {
   // The fixture's configuration with `top` added at its top level.
   std::string Config(const std::string& top) {
     return "{\n  \"stateDir\": \"@STATE@\",\n  \"listen\": \"127.0.0.1:@PORT@\",\n"
-           "  \"apiTokensFile\": \"tokens.json\",\n" + top +
+           "  \"apiTokensFile\": \"" + dir_.Sub("tokens.json") + "\",\n" + top +
            "  \"repositories\": [{\"name\": \"shop\", \"url\": \"" + repo_.file_url() +
            "\", \"pollInterval\": \"1h\", \"sync\": {\"writeBack\": true}}],\n"
            "  \"log\": {\"level\": \"debug\"}\n}\n";
   }
 
-  // A self-signed certificate for localhost and 127.0.0.1: <name>.pem and
+  // A self-signed certificate (its own CA) for `names`: <name>.pem and
   // <name>.key in the test's folder.
-  void MakeCertificate(const std::string& name) {
+  void MakeCertificate(const std::string& name,
+                       const std::string& names = "DNS:localhost,IP:127.0.0.1") {
     auto r = RunCommand({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
                          "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj",
-                         "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                         "-keyout", dir_.Sub(name + ".key"), "-out", dir_.Sub(name + ".pem")});
+                         "/CN=gitopsd test", "-addext", "subjectAltName=" + names, "-keyout",
+                         dir_.Sub(name + ".key"), "-out", dir_.Sub(name + ".pem")});
     ASSERT_TRUE(r.ok()) << r.output;
   }
 
@@ -151,6 +152,19 @@ TEST_F(TransportTest, GitopsctlTalksHttpsAndVerifiesTheServersCertificate) {
   EXPECT_EQ(missing_ca.exit_code, 2) << missing_ca.output;
 }
 
+TEST_F(TransportTest, ACertificateForAnotherNameIsRefusedEvenFromATrustedCa) {
+  MakeCertificate("elsewhere", "DNS:other.example");
+  ASSERT_TRUE(daemon_.StartWithConfig(TlsConfig("elsewhere.pem", "elsewhere.key")));
+  const std::string ca = dir_.Sub("elsewhere.pem");
+  for (const std::string host : {"localhost", "127.0.0.1"}) {
+    auto r = Ctl({"--server", HttpsUrl(host), "--cacert", ca, "runs"});
+    EXPECT_EQ(r.exit_code, 3) << r.output;
+    EXPECT_TRUE(Contains(r.output, "the certificate must name " + host)) << r.output;
+  }
+  auto insecure = Ctl({"--server", HttpsUrl(), "--insecure", "runs"});
+  EXPECT_EQ(insecure.exit_code, 0) << insecure.output;
+}
+
 TEST_F(TransportTest, OnlyTls12AndLaterIsSpoken) {
   MakeCertificate("server");
   ASSERT_TRUE(daemon_.StartWithConfig(TlsConfig("server.pem", "server.key")));
@@ -160,6 +174,7 @@ TEST_F(TransportTest, OnlyTls12AndLaterIsSpoken) {
   auto tls11 = RunCommand({"sh", "-c", "openssl s_client -connect " + connect +
                                            " -tls1_1 -cipher DEFAULT@SECLEVEL=0 </dev/null"});
   EXPECT_NE(tls11.exit_code, 0) << tls11.output;
+  EXPECT_TRUE(Contains(tls11.output, "alert protocol version")) << "the server refused it:\n" << tls11.output;
 }
 
 TEST_F(TransportTest, ABadCertificateOrKeyIsAConfigurationError) {
