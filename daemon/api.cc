@@ -32,7 +32,6 @@
 #include "daemon/api_resources.h"
 #include "daemon/api_runs.h"
 #include "daemon/api_write.h"
-#include "daemon/config.h"
 #include "daemon/metrics.h"
 #include "daemon/poller.h"
 #include "daemon/tokens.h"

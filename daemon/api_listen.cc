@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 
 #include "daemon/api.h"
@@ -33,7 +34,23 @@ void InitializeSslOnce() {
 
 // No client certificates are asked for: clients prove who they are with
 // bearer tokens, as over plain HTTP.
+// A passphrase would need someone to type it at every start; OpenSSL might
+// even ask on a terminal. Said plainly instead.
+Status CheckKeyNotEncrypted(const std::string& key_file) {
+  std::ifstream in(key_file, std::ios::binary);
+  std::string line;
+  for (int i = 0; i < 64 && std::getline(in, line); ++i) {
+    if (line.find("ENCRYPTED") != std::string::npos) {
+      return Fail("tls.keyFile " + key_file +
+                  " is protected by a passphrase; gitopsd needs the key unencrypted (openssl "
+                  "pkey -in " + key_file + " -out NEW.key), readable by its user only");
+    }
+  }
+  return Ok();
+}
+
 Result<Context::Ptr> ServerContext(const std::string& cert_file, const std::string& key_file) {
+  if (auto s = CheckKeyNotEncrypted(key_file); !s) return std::unexpected(s.error());
   InitializeSslOnce();
   Context::Params params;
   params.certificateFile = cert_file;

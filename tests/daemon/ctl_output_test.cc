@@ -266,6 +266,10 @@ TEST_F(CtlOutputTest, ExitCodesSayWhatWentWrong) {
       << refused.output;
   EXPECT_EQ(Ctl({"--server", "http://no-such-host.invalid:7780", "runs"}).exit_code, 3);
   EXPECT_EQ(Ctl({"logs", "1", "--follow"}, {{"GITOPSD_URL", dead}}).exit_code, 3);
+  auto no_socket = Ctl({"--server", "unix:" + dir_.Sub("none.sock"), "previews"});
+  EXPECT_EQ(no_socket.exit_code, 3) << no_socket.output;
+  EXPECT_TRUE(Contains(no_socket.output, "cannot reach gitopsd at unix:" + dir_.Sub("none.sock")))
+      << no_socket.output;
   // 2: usage and configuration.
   EXPECT_EQ(Ctl({"--server", "ftp://x", "status"}).exit_code, 2);
   EXPECT_EQ(Ctl({"--server", "unix:relative.sock", "status"}).exit_code, 2);

@@ -191,6 +191,12 @@ TEST_F(TransportTest, ABadCertificateOrKeyIsAConfigurationError) {
   EXPECT_EQ(FailedStartCode(TlsConfig(dir_.Sub("server.pem"), dir_.Sub("stranger.key")), &output), 2);
   EXPECT_TRUE(Contains(output, dir_.Sub("stranger.key"))) << output;
 
+  auto encrypted = RunCommand({"openssl", "pkey", "-in", dir_.Sub("server.key"), "-aes256",
+                               "-passout", "pass:secret", "-out", dir_.Sub("locked.key")});
+  ASSERT_TRUE(encrypted.ok()) << encrypted.output;
+  EXPECT_EQ(FailedStartCode(TlsConfig(dir_.Sub("server.pem"), dir_.Sub("locked.key")), &output), 2);
+  EXPECT_TRUE(Contains(output, "is protected by a passphrase")) << output;
+
   EXPECT_EQ(FailedStartCode(Config("  \"tls\": {\"certFile\": \"server.pem\"},\n"), &output), 2);
   EXPECT_TRUE(Contains(output, "keyFile")) << output;
 }
@@ -237,6 +243,9 @@ TEST_F(TransportTest, TheUnixSocketTakesWritesWithoutATokenAndTcpStillWantsOne) 
   EXPECT_TRUE(Contains(output, "is not a socket")) << output;
   EXPECT_EQ(ReadTextFile(dir_.Sub("plain-file")), "keep me\n");
   EXPECT_TRUE(fs::exists(socket)) << "the failed start left the live socket alone";
+  const std::string too_long = "/tmp/" + std::string(100, 's') + ".sock";
+  EXPECT_EQ(FailedStartCode(Config("  \"unixSocket\": \"" + too_long + "\",\n"), &output), 2);
+  EXPECT_TRUE(Contains(output, "too long for a unix socket")) << output;
 
   // A clean stop removes the socket.
   EXPECT_EQ(daemon_.process().Stop(), 0);
