@@ -27,11 +27,11 @@
 #include <thread>
 
 #include "daemon/api_json.h"
+#include "daemon/api_listen.h"
 #include "daemon/api_previews.h"
 #include "daemon/api_resources.h"
 #include "daemon/api_runs.h"
 #include "daemon/api_write.h"
-#include "daemon/config.h"
 #include "daemon/metrics.h"
 #include "daemon/poller.h"
 #include "daemon/tokens.h"
@@ -459,6 +459,9 @@ class SlowClientGuard {
 // The guard's id of the connection this thread serves (a connection stays
 // on one thread from accept to close).
 thread_local uint64_t tls_connection = 0;
+// Who is at the other end when the connection came in on the unix socket
+// (unset on TCP): RequireWrite trusts such requests.
+thread_local std::optional<std::string> tls_local_peer;
 
 // ---- Poco glue.
 
@@ -536,6 +539,7 @@ class Handler : public Poco::Net::HTTPRequestHandler {
     req.if_match = in.get("If-Match", "");
     req.if_none_match = in.get("If-None-Match", "");
     for (const auto& [name, value] : in) req.headers[Poco::toLower(name)] = value;
+    req.local_peer = tls_local_peer;
     if (in.hasContentLength() && in.getContentLength64() > static_cast<Poco::Int64>(max_body_)) {
       Drain(in.stream());
       return TooLarge();
@@ -607,8 +611,9 @@ class HandlerFactory : public Poco::Net::HTTPRequestHandlerFactory {
 class GuardedConnection : public Poco::Net::HTTPServerConnection {
  public:
   GuardedConnection(const Poco::Net::StreamSocket& socket, Poco::Net::HTTPServerParams::Ptr params,
-                    Poco::Net::HTTPRequestHandlerFactory::Ptr factory, SlowClientGuard& guard)
-      : HTTPServerConnection(socket, params, factory), guard_(guard) {}
+                    Poco::Net::HTTPRequestHandlerFactory::Ptr factory, SlowClientGuard& guard,
+                    bool local)
+      : HTTPServerConnection(socket, params, factory), guard_(guard), local_(local) {}
 
   void run() override {
     struct Registration {
@@ -617,29 +622,34 @@ class GuardedConnection : public Poco::Net::HTTPServerConnection {
       ~Registration() {
         guard.Remove(id);
         tls_connection = 0;
+        tls_local_peer.reset();
       }
     } registration{guard_, guard_.Add(socket())};
     tls_connection = registration.id;
+    if (local_) tls_local_peer = PeerCredentials(socket()).value_or("uid unknown");
     HTTPServerConnection::run();
   }
 
  private:
   SlowClientGuard& guard_;
+  bool local_;  // accepted on the unix socket
 };
 
 class ConnectionFactory : public Poco::Net::TCPServerConnectionFactory {
  public:
   ConnectionFactory(Poco::Net::HTTPServerParams::Ptr params,
-                    Poco::Net::HTTPRequestHandlerFactory::Ptr handlers, SlowClientGuard& guard)
-      : params_(std::move(params)), handlers_(std::move(handlers)), guard_(guard) {}
+                    Poco::Net::HTTPRequestHandlerFactory::Ptr handlers, SlowClientGuard& guard,
+                    bool local)
+      : params_(std::move(params)), handlers_(std::move(handlers)), guard_(guard), local_(local) {}
   Poco::Net::TCPServerConnection* createConnection(const Poco::Net::StreamSocket& socket) override {
-    return new GuardedConnection(socket, params_, handlers_, guard_);
+    return new GuardedConnection(socket, params_, handlers_, guard_, local_);
   }
 
  private:
   Poco::Net::HTTPServerParams::Ptr params_;
   Poco::Net::HTTPRequestHandlerFactory::Ptr handlers_;
   SlowClientGuard& guard_;
+  bool local_;
 };
 
 }  // namespace
@@ -653,6 +663,8 @@ struct ApiServer::Impl {
   SlowClientGuard guard;
   Poco::ThreadPool pool;
   std::unique_ptr<Poco::Net::TCPServer> server;
+  std::unique_ptr<Poco::Net::TCPServer> local_server;  // on the unix socket
+  UnixSocketFile socket_file;
   uint16_t port = 0;
   bool stopped = false;
 };
@@ -666,20 +678,31 @@ void ApiServer::Stop() {
   if (!impl_ || impl_->stopped || !impl_->server) return;
   impl_->stopped = true;
   impl_->router.BeginStop();
-  impl_->server->stop();    // no new connections
+  impl_->server->stop();  // no new connections
+  if (impl_->local_server) impl_->local_server->stop();
+  impl_->socket_file.Remove();
   impl_->guard.AbortAll();  // and the open ones end now
   impl_->pool.joinAll();
 }
 
 Result<std::unique_ptr<ApiServer>> ApiServer::Start(const ApiOptions& options,
                                                     const ApiDeps& deps) {
-  auto listen = ParseListen(options.listen);
-  if (!listen) return Fail("listen: \"" + options.listen + "\" is not host:port");
   auto impl = std::make_unique<Impl>(options, deps);
+  // The unix socket first: a refusal there (another daemon owns it) must
+  // come before this one shows up on the TCP port.
+  std::optional<Poco::Net::ServerSocket> local_socket;
+  if (!options.unix_socket.empty()) {
+    auto opened = OpenUnixListener(options.unix_socket, &impl->socket_file);
+    if (!opened) return std::unexpected(opened.error());
+    local_socket = std::move(*opened);
+  }
+  auto socket = OpenTcpListener(options);
+  if (!socket) {
+    impl->socket_file.Remove();
+    return std::unexpected(socket.error());
+  }
   try {
-    Poco::Net::SocketAddress address(listen->host, listen->port);
-    Poco::Net::ServerSocket socket(address, 512);
-    impl->port = socket.address().port();
+    impl->port = socket->address().port();
     const Poco::Timespan timeout(
         std::chrono::duration_cast<std::chrono::microseconds>(options.read_timeout).count());
     Poco::Net::HTTPServerParams::Ptr params = new Poco::Net::HTTPServerParams;
@@ -693,12 +716,27 @@ Result<std::unique_ptr<ApiServer>> ApiServer::Start(const ApiOptions& options,
     Poco::Net::HTTPRequestHandlerFactory::Ptr handlers =
         new HandlerFactory(impl->router, impl->guard, options.max_body_bytes);
     impl->server = std::make_unique<Poco::Net::TCPServer>(
-        new ConnectionFactory(params, handlers, impl->guard), impl->pool, socket, params);
+        new ConnectionFactory(params, handlers, impl->guard, false), impl->pool, *socket, params);
+    if (local_socket) {
+      impl->local_server = std::make_unique<Poco::Net::TCPServer>(
+          new ConnectionFactory(params, handlers, impl->guard, true), impl->pool, *local_socket,
+          params);
+    }
     impl->server->start();
+    if (impl->local_server) impl->local_server->start();
   } catch (const Poco::Exception& e) {
+    impl->socket_file.Remove();
     return Fail("cannot listen on " + options.listen + ": " + e.displayText());
   } catch (const std::exception& e) {
+    impl->socket_file.Remove();
     return Fail("cannot listen on " + options.listen + ": " + e.what());
+  }
+  if (!options.tls_cert_file.empty()) {
+    spdlog::info("API over HTTPS (TLS 1.2 or later) with the certificate {}", options.tls_cert_file);
+  }
+  if (local_socket) {
+    spdlog::info("API also on the unix socket {} (mode 0660; its requests need no token)",
+                 options.unix_socket);
   }
   return std::unique_ptr<ApiServer>(new ApiServer(std::move(impl)));
 }

@@ -48,6 +48,16 @@ class FlowRuns;
 
 struct ApiOptions {
   std::string listen = "127.0.0.1:7780";
+  // HTTPS on `listen` (TLS 1.2 or later) with this PEM certificate chain and
+  // key; both empty = plain HTTP.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  // A second listener on this unix socket path ("" = none). The socket is
+  // created with mode 0660 whatever the umask, replaces a stale socket left
+  // by a crash (never a live one, nor a file that is not a socket), and is
+  // removed by Stop(). Requests on it are trusted as write role without a
+  // token: the file's owner and group are who may write.
+  std::string unix_socket;
   int max_threads = 32;  // requests waiting for a push hold a thread
   int max_queued = 1024;
   size_t max_body_bytes = 1 << 20;
@@ -79,6 +89,12 @@ struct ApiDeps {
   PreviewManager* previews = nullptr;            // GET/DELETE /api/v1/previews
   previews::PreviewStore* preview_store = nullptr;
 };
+
+// Loads options.tls_cert_file and tls_key_file as the listener would (a
+// no-op without TLS); the message names the file and what is wrong with it.
+// gitopsd serve calls it first, so that a bad certificate is a
+// configuration error.
+Status CheckTlsFiles(const ApiOptions& options);
 
 class ApiServer {
  public:

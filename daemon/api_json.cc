@@ -74,6 +74,10 @@ std::string_view Trim(std::string_view s) {
 
 WriteAuth RequireWrite(const TokenStore* tokens, const Request& req) {
   WriteAuth auth;
+  if (req.local_peer) {
+    auth.who = "unix socket, " + *req.local_peer;
+    return auth;
+  }
   if (!tokens) {
     auth.refused = ErrorResponse(
         403, "forbidden",

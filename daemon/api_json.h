@@ -28,6 +28,9 @@ struct Request {
   std::string if_none_match;
   std::map<std::string, std::string> headers;  // every header; names in lower case
   std::string body;
+  // Set only for a request that arrived on the unix socket: who is at the
+  // other end ("uid 1000"). Such a request is trusted as write role.
+  std::optional<std::string> local_peer;
 };
 
 // Writes one piece of a streamed body and flushes it to the client; false
@@ -63,7 +66,9 @@ std::string IsoTime(int64_t unix_ms);
 
 // The principal allowed to write, or the 401/403 answer: 401 without a
 // bearer token or with an unknown one, 403 for a read token or when no
-// tokens file is configured (tokens == null).
+// tokens file is configured (tokens == null). A request on the unix socket
+// (local_peer set) is allowed without a token, whatever the tokens: the
+// socket's file permissions decide who reaches it.
 struct WriteAuth {
   std::string who;                  // the token's name when allowed
   std::optional<Response> refused;  // set when not allowed

@@ -145,6 +145,17 @@ class ConfigReader {
       }
     }
     if (const auto* v = String(root, "apiTokensFile")) c.api_tokens_file = Absolute(base_, *v);
+    if (const auto* tls = root.Find("tls"); tls && tls->is_object()) ReadTls(*tls, c);
+    if (const auto* v = root.Find("unixSocket"); v && v->is_string()) {
+      c.unix_socket = Absolute(base_, v->as_string());
+      if (c.unix_socket.size() > kMaxUnixSocketPath) {
+        Problem(*v,
+                "unixSocket: " + c.unix_socket + " is longer than " +
+                    std::to_string(kMaxUnixSocketPath) +
+                    " bytes, too long for a unix socket (use e.g. /run/gitopsd/api.sock)",
+                "config:unix-socket");
+      }
+    }
     if (const auto* repos = root.Find("repositories"); repos && repos->is_array()) {
       std::set<std::string> names;
       for (const auto& r : repos->items()) {
@@ -208,6 +219,22 @@ class ConfigReader {
     if (const auto* v = String(auth, "caFile")) s.ca_file = Absolute(base_, *v);
     if (const auto* v = auth.Find("passwordFile"); v && v->is_string()) {
       ReadSecretFile(*v, "auth.passwordFile", &s.password_file, &s.password);
+    }
+  }
+
+  // The files must be readable now: a daemon that cannot serve its API
+  // should stop at start-up, not at the first client. Whether they hold a
+  // usable certificate and key is checked when the listener is built.
+  void ReadTls(const json::Value& tls, Config& c) {
+    for (auto [key, out] : {std::pair{"certFile", &c.tls_cert_file},
+                            std::pair{"keyFile", &c.tls_key_file}}) {
+      const json::Value* v = tls.Find(key);
+      if (!v || !v->is_string()) continue;  // the schema reports it
+      *out = Absolute(base_, v->as_string());
+      std::error_code ec;
+      if (!fs::is_regular_file(*out, ec) || ::access(out->c_str(), R_OK) != 0) {
+        Problem(*v, std::string("tls.") + key + ": cannot read " + *out, "config:file");
+      }
     }
   }
 

@@ -77,6 +77,13 @@ struct Config {
   std::string state_dir = "/var/lib/gitopsd";
   std::string listen = "127.0.0.1:7780";
   std::string api_tokens_file;  // empty: writes through the API are refused
+  // tls: the API's TCP listener speaks HTTPS (TLS 1.2 or later) with this
+  // certificate chain and key (PEM); both empty = plain HTTP.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  // unixSocket: a second listener on this path ("" = none), mode 0660;
+  // requests arriving on it are trusted as write role without a token.
+  std::string unix_socket;
   std::vector<RepositorySettings> repositories;
   std::string runtime_kind = "process";
   int port_range_first = 20000;
@@ -90,6 +97,9 @@ struct Config {
 };
 
 inline constexpr std::string_view kDefaultConfigPath = "/etc/gitopsd/gitopsd.json";
+// The longest unixSocket path accepted: sun_path holds 108 bytes, and the
+// daemon binds a slightly longer temporary name first.
+inline constexpr size_t kMaxUnixSocketPath = 96;
 
 // "500ms", "30s", "5m", "1h" (a positive integer and one unit).
 std::optional<Millis> ParseDuration(std::string_view text);

@@ -265,6 +265,10 @@ class Daemon {
     SetForgeHooks(std::move(*forge_hooks));
     ApiOptions api_options;
     api_options.listen = config.listen;
+    api_options.tls_cert_file = config.tls_cert_file;
+    api_options.tls_key_file = config.tls_key_file;
+    api_options.unix_socket = config.unix_socket;
+    if (auto s = CheckTlsFiles(api_options); !s) return Fatal(s.error().message, kExitConfig);
     ApplyEnvironment(&api_options);
     ApiDeps deps{store_.get(), poller_.get(), &metrics_, tokens_.get()};
     deps.runs = runs_.get();

@@ -1,14 +1,26 @@
 #include "daemon/ctl/client.h"
 
+#include <Poco/Net/Context.h>
 #include <Poco/Net/HTTPClientSession.h>
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
+#include <Poco/Net/HTTPSClientSession.h>
+#include <Poco/Net/NetException.h>
+#include <Poco/Net/NetSSL.h>
+#include <Poco/Net/SSLException.h>
+#include <Poco/Net/SocketAddress.h>
+#include <Poco/Net/StreamSocket.h>
 #include <Poco/StreamCopier.h>
 #include <Poco/URI.h>
+#include <arpa/inet.h>
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <mutex>
 
 #include "sync/json.h"
 
@@ -25,33 +37,196 @@ std::string EncodeSegment(const std::string& segment) {
   return out;
 }
 
-Result<Client> Client::Create(const std::string& server, std::string token) {
+namespace {
+
+using Poco::Net::Context;
+
+enum class Scheme { kHttp, kHttps, kUnix };
+
+// How long a connection may take to open, and a request to be sent.
+const Poco::Timespan kConnectTimeout(10, 0);
+const Poco::Timespan kSendTimeout(60, 0);
+
+bool IsSslError(const Poco::Exception& e) {
+  return dynamic_cast<const Poco::Net::SSLException*>(&e) != nullptr;
+}
+
+bool IsNotHttp(const Poco::Exception& e) {
+  return dynamic_cast<const Poco::Net::NoMessageException*>(&e) != nullptr ||
+         dynamic_cast<const Poco::Net::MessageException*>(&e) != nullptr ||
+         dynamic_cast<const Poco::Net::ConnectionResetException*>(&e) != nullptr;
+}
+
+}  // namespace
+
+struct Client::Transport {
+  Scheme scheme = Scheme::kHttp;
+  std::string host;
+  uint16_t port = 0;
+  std::string socket_path;  // kUnix
+  Context::Ptr context;     // kHttps
+
+  std::unique_ptr<Poco::Net::HTTPClientSession> Open(const Poco::Timespan& receive) const {
+    std::unique_ptr<Poco::Net::HTTPClientSession> session;
+    switch (scheme) {
+      case Scheme::kHttp:
+        session = std::make_unique<Poco::Net::HTTPClientSession>(host, port);
+        break;
+      case Scheme::kHttps:
+        session = std::make_unique<Poco::Net::HTTPSClientSession>(host, port, context);
+        break;
+      case Scheme::kUnix: {
+        Poco::Net::StreamSocket socket;
+        socket.connect(
+            Poco::Net::SocketAddress(Poco::Net::SocketAddress::UNIX_LOCAL, socket_path),
+            kConnectTimeout);
+        // A session made from a connected socket never connects again, so
+        // the timeouts go on the socket itself.
+        socket.setSendTimeout(kSendTimeout);
+        socket.setReceiveTimeout(receive);
+        session = std::make_unique<Poco::Net::HTTPClientSession>(socket);
+        break;
+      }
+    }
+    session->setTimeout(kConnectTimeout, kSendTimeout, receive);
+    return session;
+  }
+
+  // The Host header: a unix socket has no host name.
+  void Address(Poco::Net::HTTPRequest& request) const {
+    if (scheme == Scheme::kUnix) request.setHost("localhost");
+  }
+};
+
+namespace {
+
+// The server's name (or address) as the certificate must name it. OpenSSL
+// checks it during the handshake, by the rules browsers use; Poco's own
+// check is off, as it skips loopback names and matches a certificate's
+// names by resolving them.
+Status ExpectServerName(Context& context, const std::string& host) {
+  X509_VERIFY_PARAM* param = SSL_CTX_get0_param(context.sslContext());
+  unsigned char address[16];
+  const bool is_ip = inet_pton(AF_INET, host.c_str(), address) == 1 ||
+                     inet_pton(AF_INET6, host.c_str(), address) == 1;
+  const int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str())
+                       : X509_VERIFY_PARAM_set1_host(param, host.c_str(), host.size());
+  if (ok != 1) return Fail("cannot check the server's certificate against \"" + host + "\"");
+  return Ok();
+}
+
+Result<Context::Ptr> ClientContext(const ClientOptions& options, const std::string& host) {
+  static std::once_flag once;
+  std::call_once(once, [] { Poco::Net::initializeSSL(); });
+  Context::Params params;
+  params.verificationMode = options.insecure ? Context::VERIFY_NONE : Context::VERIFY_RELAXED;
+  if (!options.ca_file.empty()) {
+    if (::access(options.ca_file.c_str(), R_OK) != 0) {
+      return Fail("CA file " + options.ca_file + ": cannot read it");
+    }
+    params.caLocation = options.ca_file;
+  } else {
+    params.loadDefaultCAs = true;
+  }
+  params.cipherList = "HIGH:!aNULL:!eNULL:!MD5:!RC4:!3DES";
+  try {
+    Context::Ptr context = new Context(Context::TLS_CLIENT_USE, params);
+    context->requireMinimumProtocol(Context::PROTO_TLSV1_2);
+    context->enableExtendedCertificateVerification(false);
+    if (!options.insecure) {
+      if (auto s = ExpectServerName(*context, host); !s) return std::unexpected(s.error());
+    }
+    return context;
+  } catch (const Poco::Exception& e) {
+    return Fail("cannot set up TLS" +
+                (options.ca_file.empty() ? std::string() : " with the CA file " + options.ca_file) +
+                ": " + e.displayText());
+  }
+}
+
+}  // namespace
+
+Result<Client> Client::Create(const ClientOptions& options) {
+  const std::string& server = options.server;
+  auto transport = std::make_shared<Transport>();
+  if (server.starts_with("unix:")) {
+    std::string path = server.substr(5);
+    if (path.starts_with("//")) path = path.substr(2);
+    if (!path.starts_with("/")) {
+      return Fail("server " + server + ": write unix:/ABSOLUTE/PATH, e.g. unix:/run/gitopsd/api.sock");
+    }
+    transport->scheme = Scheme::kUnix;
+    transport->socket_path = path;
+    return Client(server, options.origin, std::move(transport), "", options.token);
+  }
   Poco::URI uri;
   try {
     uri = Poco::URI(server);
   } catch (const Poco::Exception& e) {
-    return Fail("--server " + server + ": " + e.displayText());
+    return Fail("server " + server + ": " + e.displayText());
   }
+  if ((uri.getScheme() != "http" && uri.getScheme() != "https") || uri.getHost().empty()) {
+    return Fail("server " + server +
+                ": use http://HOST:PORT, https://HOST:PORT or unix:/PATH, e.g. "
+                "http://127.0.0.1:7780");
+  }
+  transport->host = uri.getHost();
+  transport->port = uri.getPort();
   if (uri.getScheme() == "https") {
-    return Fail("--server " + server +
-                ": https is not supported by this gitopsctl; reach gitopsd over http (it listens "
-                "on loopback by default) or through a local TLS proxy");
-  }
-  if (uri.getScheme() != "http" || uri.getHost().empty()) {
-    return Fail("--server " + server + ": use http://HOST:PORT, e.g. http://127.0.0.1:7780");
+    transport->scheme = Scheme::kHttps;
+    auto context = ClientContext(options, transport->host);
+    if (!context) return std::unexpected(context.error());
+    transport->context = *context;
   }
   std::string prefix = uri.getPath();
   while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
-  return Client(server, uri.getHost(), uri.getPort(), prefix, std::move(token));
+  return Client(server, options.origin, std::move(transport), prefix, options.token);
+}
+
+std::string Client::Unreachable(const std::string& why, const std::string& hint) const {
+  std::string where = server_;
+  if (!origin_.empty()) where += " (" + origin_ + ")";
+  return "cannot reach gitopsd at " + where + ": " + why + " (" + hint + ")";
+}
+
+// Runs one exchange; a Poco exception becomes the message of exit code 3,
+// with a hint at the likely cause.
+template <class F>
+Result<Reply> Client::Exchange(F&& body) const {
+  try {
+    return body();
+  } catch (const Poco::Exception& e) {
+    const Scheme scheme = transport_->scheme;
+    if (IsSslError(e)) {
+      const std::string text = e.displayText();
+      if (text.find("wrong version number") != std::string::npos ||
+          text.find("unexpectedly closed") != std::string::npos) {
+        return Fail(Unreachable("the TLS handshake failed: " + text,
+                                "does the server speak plain http? then use http://"));
+      }
+      return Fail(Unreachable(
+          "the TLS handshake failed: " + text,
+          "the certificate must name " + transport_->host +
+              " and be signed by a CA you trust: your own CA goes in --cacert FILE, "
+              "$GITOPSD_CACERT or caFile in ctl.json; --insecure skips the check"));
+    }
+    if (scheme == Scheme::kHttp && IsNotHttp(e)) {
+      return Fail(Unreachable(e.displayText(), "no HTTP answer: does the server speak https? then "
+                                               "use https://"));
+    }
+    return Fail(Unreachable(e.displayText(), "is gitopsd running? set --server or $GITOPSD_URL"));
+  } catch (const std::exception& e) {
+    return Fail(Unreachable(e.what(), "is gitopsd running? set --server or $GITOPSD_URL"));
+  }
 }
 
 Result<Reply> Client::Send(const std::string& method, const std::string& path,
                            const std::string& body,
                            const std::map<std::string, std::string>& headers) const {
-  try {
-    Poco::Net::HTTPClientSession session(host_, port_);
-    session.setTimeout(Poco::Timespan(60, 0));
+  return Exchange([&]() -> Result<Reply> {
+    auto session = transport_->Open(Poco::Timespan(60, 0));
     Poco::Net::HTTPRequest request(method, prefix_ + path, Poco::Net::HTTPMessage::HTTP_1_1);
+    transport_->Address(request);
     request.set("User-Agent", "gitopsctl");
     request.set("Accept", "application/json");
     if (!token_.empty()) request.set("Authorization", "Bearer " + token_);
@@ -61,10 +236,10 @@ Result<Reply> Client::Send(const std::string& method, const std::string& path,
       request.setContentLength64(static_cast<Poco::Int64>(body.size()));
     }
     for (const auto& [k, v] : headers) request.set(k, v);
-    std::ostream& out = session.sendRequest(request);
+    std::ostream& out = session->sendRequest(request);
     if (has_body) out.write(body.data(), static_cast<std::streamsize>(body.size()));
     Poco::Net::HTTPResponse response;
-    std::istream& in = session.receiveResponse(response);
+    std::istream& in = session->receiveResponse(response);
     Reply reply;
     reply.status = static_cast<int>(response.getStatus());
     Poco::StreamCopier::copyToString(in, reply.body);
@@ -74,24 +249,21 @@ Result<Reply> Client::Send(const std::string& method, const std::string& path,
       reply.headers[name] = v;
     }
     return reply;
-  } catch (const Poco::Exception& e) {
-    return Fail("cannot reach gitopsd at " + server_ + ": " + e.displayText() +
-                " (is it running? set --server or $GITOPSD_SERVER)");
-  }
+  });
 }
 
 Result<Reply> Client::Stream(const std::string& path,
                              const std::function<void(std::string_view)>& on_data) const {
-  try {
-    Poco::Net::HTTPClientSession session(host_, port_);
+  return Exchange([&]() -> Result<Reply> {
     // A followed run may be quiet for a long time between two lines.
-    session.setTimeout(Poco::Timespan(24 * 3600, 0));
+    auto session = transport_->Open(Poco::Timespan(24 * 3600, 0));
     Poco::Net::HTTPRequest request("GET", prefix_ + path, Poco::Net::HTTPMessage::HTTP_1_1);
+    transport_->Address(request);
     request.set("User-Agent", "gitopsctl");
     if (!token_.empty()) request.set("Authorization", "Bearer " + token_);
-    session.sendRequest(request);
+    session->sendRequest(request);
     Poco::Net::HTTPResponse response;
-    std::istream& in = session.receiveResponse(response);
+    std::istream& in = session->receiveResponse(response);
     Reply reply;
     reply.status = static_cast<int>(response.getStatus());
     if (!reply.ok()) {
@@ -108,10 +280,7 @@ Result<Reply> Client::Stream(const std::string& path,
       on_data(std::string_view(buf, static_cast<size_t>(1 + (more > 0 ? in.gcount() : 0))));
     }
     return reply;
-  } catch (const Poco::Exception& e) {
-    return Fail("cannot reach gitopsd at " + server_ + ": " + e.displayText() +
-                " (is it running? set --server or $GITOPSD_SERVER)");
-  }
+  });
 }
 
 std::string Client::ErrorMessage(const Reply& reply) {

@@ -1,11 +1,14 @@
-// gitopsctl's HTTP side: one request at a time to a gitopsd API over plain
-// HTTP (Poco's HTTPClientSession stays in client.cc). Errors are values: a
-// request that gets no answer says why, an answer with an error status is
-// a reply like any other and ErrorMessage() reads the server's message.
+// gitopsctl's HTTP side: one request at a time to a gitopsd API, over plain
+// HTTP, HTTPS (the server's certificate verified unless told otherwise) or
+// a unix socket. Poco stays in client.cc. Errors are values: a request that
+// gets no answer says why (and is what exit code 3 means), an answer with an
+// error status is a reply like any other and ErrorMessage() reads the
+// server's message.
 #pragma once
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -22,14 +25,26 @@ struct Reply {
   bool ok() const { return status >= 200 && status < 300; }
 };
 
+struct ClientOptions {
+  // http://HOST:PORT, https://HOST:PORT (a path prefix is kept:
+  // http://h/gitopsd), or unix:/PATH (also unix:///PATH).
+  std::string server;
+  std::string token;    // "" = no Authorization header
+  std::string ca_file;  // https: PEM file of the CA(s) to trust; "" = the system's
+  bool insecure = false;  // https: skip verifying the server's certificate
+  // Where the server came from, for messages ("--server", "$GITOPSD_URL").
+  std::string origin;
+};
+
 class Client {
  public:
-  // server: "http://host:port" (a path prefix is kept: http://h/gitopsd).
-  static Result<Client> Create(const std::string& server, std::string token);
+  // Fails (a usage error) when the server is not a URL gitopsctl can use or
+  // the CA file cannot be loaded.
+  static Result<Client> Create(const ClientOptions& options);
 
   // path is absolute below the server ("/api/v1/sync"); headers are added
   // to Authorization (when a token is set) and, with a body,
-  // Content-Type: application/json.
+  // Content-Type: application/json. An error means no answer came.
   Result<Reply> Send(const std::string& method, const std::string& path,
                      const std::string& body = "",
                      const std::map<std::string, std::string>& headers = {}) const;
@@ -48,16 +63,24 @@ class Client {
   // lines of text), else the status line and body.
   static std::string ErrorMessage(const Reply& reply);
 
+  struct Transport;  // how to open a session (client.cc)
+
  private:
-  Client(std::string server, std::string host, uint16_t port, std::string prefix, std::string token)
+  Client(std::string server, std::string origin, std::shared_ptr<const Transport> transport,
+         std::string prefix, std::string token)
       : server_(std::move(server)),
-        host_(std::move(host)),
-        port_(port),
+        origin_(std::move(origin)),
+        transport_(std::move(transport)),
         prefix_(std::move(prefix)),
         token_(std::move(token)) {}
+  // "cannot reach gitopsd at ...: why (hint)".
+  std::string Unreachable(const std::string& why, const std::string& hint) const;
+  template <class F>
+  Result<Reply> Exchange(F&& body) const;
+
   std::string server_;
-  std::string host_;
-  uint16_t port_ = 0;
+  std::string origin_;
+  std::shared_ptr<const Transport> transport_;
   std::string prefix_;
   std::string token_;
 };

@@ -130,32 +130,6 @@ std::optional<TempFile> MakeTempFile(const std::string& name, const std::string&
 
 }  // namespace
 
-int RunStatus(const Globals& g) {
-  int code = kExitOk;
-  auto client = Connect(g, &code);
-  if (!client) return code;
-  auto reply = Call(*client, "GET", "/api/v1/sync", &code);
-  if (!reply) return code;
-  auto doc = ParseOrPrintJson(g, *reply, &code);
-  if (!doc) return code;
-  std::vector<std::vector<std::string>> rows{
-      {"REPOSITORY", "BRANCH", "APPLIED", "PENDING", "ERRORS", "CONFLICTS"}};
-  std::vector<std::string> notes;
-  if (const json::Value* repos = doc->Find("repositories"); repos && repos->is_array()) {
-    for (const auto& r : repos->items()) {
-      rows.push_back({Text(r, "name"), Text(r, "branch"), Short(Text(r, "appliedCommit")),
-                      Text(r, "pendingWriteBacks"), std::to_string(Count(r, "errors")),
-                      std::to_string(Count(r, "conflicts"))});
-      if (Text(r, "lastFetchError") != "-") {
-        notes.push_back(Text(r, "name") + ": fetch failing: " + Text(r, "lastFetchError"));
-      }
-    }
-  }
-  PrintTable(rows);
-  for (const auto& n : notes) std::printf("%s\n", n.c_str());
-  return kExitOk;
-}
-
 int RunGet(const Globals& g, const std::string& kind_text, const std::string& name) {
   if (kind_text == "run") {
     if (name.empty()) return Complain("get run needs the run's id: gitopsctl get run ID", kExitUsage);
@@ -268,7 +242,10 @@ int RunEdit(const Globals& g, const std::string& kind_text, const std::string& n
   std::map<std::string, std::string> headers;
   if (!etag.empty()) headers["If-Match"] = etag;
   auto put = client->Send("PUT", ObjectPath(*kind, name), edited, headers);
-  if (!put) return Complain(put.error().message + "; your file is kept in " + temp->path);
+  if (!put) {
+    return Complain(put.error().message + "; your file is kept in " + temp->path,
+                    kExitUnreachable);
+  }
   if (put->status == 412) {
     return Complain("someone else changed " + what + " since you opened it (you had revision " +
                     etag + "). Nothing was sent; your version is kept in " + temp->path +

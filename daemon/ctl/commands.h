@@ -1,7 +1,6 @@
-// gitopsctl's commands, each a function returning the exit code: 0 done,
-// 1 refused by the server or by validation (the reason is printed), 2 a
-// usage error. Tables for people, --json for scripts (the server's JSON as
-// is). main.cc only parses arguments.
+// gitopsctl's commands, each a function returning the exit code (below).
+// Tables for people, --json for scripts (the server's JSON as is, or one
+// object for status). main.cc only parses arguments.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -10,13 +9,24 @@
 namespace gitopsd::ctl {
 
 inline constexpr int kExitOk = 0;
+// The server refused (an HTTP error status), a waited-for run did not
+// succeed, or local validation failed; the reason is printed.
 inline constexpr int kExitFailed = 1;
+// Usage or configuration: bad flags, a server that is not a URL, an
+// unreadable token file or ctl.json, a CA file that cannot be loaded.
 inline constexpr int kExitUsage = 2;
+// No answer from the server: connection refused, name not found, TLS
+// handshake or certificate failure, timeout, connection cut.
+inline constexpr int kExitUnreachable = 3;
 
+// The global flags, before the environment and ctl.json fill the gaps
+// (settings.h).
 struct Globals {
-  std::string server;      // "" = $GITOPSD_SERVER or http://127.0.0.1:7780
-  std::string token;       // "" = --token-file, else $GITOPSD_TOKEN
+  std::string server;
+  std::string token;
   std::string token_file;
+  std::string ca_file;
+  bool insecure = false;
   bool json = false;
 };
 

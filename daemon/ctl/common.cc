@@ -1,18 +1,19 @@
 #include "daemon/ctl/common.h"
 
+#include <time.h>
+
+#include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <utility>
 
+#include "daemon/ctl/settings.h"
+
 namespace gitopsd::ctl {
-namespace {
-
-constexpr const char* kDefaultServer = "http://127.0.0.1:7780";
-
-}  // namespace
 
 int Complain(const std::string& message, int code) {
   std::fprintf(stderr, "gitopsctl: %s\n", message.c_str());
@@ -41,20 +42,15 @@ std::optional<std::string> ReadFile(const std::string& path) {
 
 // The client for the global flags, or the exit code after complaining.
 std::optional<Client> Connect(const Globals& g, int* code) {
-  std::string server = g.server;
-  if (server.empty()) server = Env("GITOPSD_SERVER");
-  if (server.empty()) server = kDefaultServer;
-  std::string token = g.token;
-  if (token.empty() && !g.token_file.empty()) {
-    auto text = ReadFile(g.token_file);
-    if (!text) {
-      *code = Complain("--token-file " + g.token_file + ": cannot read it", kExitUsage);
-      return std::nullopt;
-    }
-    token = Trimmed(*text);
+  Flags flags{g.server, g.token, g.token_file, g.ca_file, g.insecure};
+  auto settings = ResolveSettings(flags, Sources{[](const char* name) { return Env(name); }});
+  if (!settings) {
+    *code = Complain(settings.error().message, kExitUsage);
+    return std::nullopt;
   }
-  if (token.empty()) token = Env("GITOPSD_TOKEN");
-  auto client = Client::Create(server, token);
+  auto client = Client::Create(ClientOptions{settings->server, settings->token,
+                                             settings->ca_file, settings->insecure,
+                                             settings->origin});
   if (!client) {
     *code = Complain(client.error().message, kExitUsage);
     return std::nullopt;
@@ -62,14 +58,14 @@ std::optional<Client> Connect(const Globals& g, int* code) {
   return std::move(*client);
 }
 
-// Sends and reports transport failures and error statuses; nullopt then
-// (with *code set).
+// Sends and reports transport failures (exit 3) and error statuses (exit
+// 1); nullopt then (with *code set).
 std::optional<Reply> Call(const Client& client, const std::string& method, const std::string& path,
                           int* code, const std::string& body,
                           const std::map<std::string, std::string>& headers) {
   auto reply = client.Send(method, path, body, headers);
   if (!reply) {
-    *code = Complain(reply.error().message);
+    *code = Complain(reply.error().message, kExitUnreachable);
     return std::nullopt;
   }
   if (!reply->ok()) {
@@ -133,5 +129,65 @@ void PrintTable(const std::vector<std::vector<std::string>>& rows) {
     std::printf("%s\n", line.c_str());
   }
 }
+
+// "2024-05-01T12:00:00.000Z" -> ms since the epoch; 0 for "-" or junk.
+int64_t ParseIsoMillis(const std::string& text) {
+  std::tm tm{};
+  int ms = 0;
+  if (std::sscanf(text.c_str(), "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+                  &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms) != 7) {
+    return 0;
+  }
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  return static_cast<int64_t>(timegm(&tm)) * 1000 + ms;
+}
+
+int64_t NowMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string FormatMillis(int64_t ms) {
+  char buf[32];
+  if (ms < 1000) {
+    std::snprintf(buf, sizeof buf, "%lldms", static_cast<long long>(ms));
+  } else if (ms < 60'000) {
+    std::snprintf(buf, sizeof buf, "%.1fs", static_cast<double>(ms) / 1000);
+  } else if (ms < 3'600'000) {
+    std::snprintf(buf, sizeof buf, "%lldm%02llds", static_cast<long long>(ms / 60'000),
+                  static_cast<long long>(ms / 1000 % 60));
+  } else {
+    std::snprintf(buf, sizeof buf, "%lldh%02lldm", static_cast<long long>(ms / 3'600'000),
+                  static_cast<long long>(ms / 60'000 % 60));
+  }
+  return buf;
+}
+
+// From startedAt to endedAt (or to now while it runs); "-" before it starts.
+std::string Duration(const json::Value& v) {
+  const int64_t start = ParseIsoMillis(Text(v, "startedAt"));
+  if (start == 0) return "-";
+  int64_t end = ParseIsoMillis(Text(v, "endedAt"));
+  if (end == 0) end = NowMillis();
+  return FormatMillis(std::max<int64_t>(0, end - start));
+}
+
+std::string FlowLabel(const json::Value& run) {
+  const json::Value* flow = run.Find("flow");
+  if (!flow) return "-";
+  const std::string kind = Text(*flow, "kind");
+  const std::string name = Text(*flow, "name");
+  if (kind == "Template") return "template/" + name;
+  if (kind == "PreviewTemplate") return "preview/" + name;
+  return name;
+}
+
+bool Concluded(const json::Value& run) {
+  const json::Value* c = run.Find("concluded");
+  return c && c->is_bool() && c->as_bool();
+}
+
 
 }  // namespace gitopsd::ctl

@@ -3,6 +3,7 @@
 // and printing tables. Messages go to stderr as "gitopsctl: ...".
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -39,5 +40,19 @@ size_t Count(const json::Value& v, std::string_view key);
 std::string Short(const std::string& commit);  // 7 characters
 // Columns padded to their widest cell; the first row is the header.
 void PrintTable(const std::vector<std::vector<std::string>>& rows);
+
+// ---- time and runs
+
+// "2024-05-01T12:00:00.000Z" -> ms since the epoch; 0 for "-" or junk.
+int64_t ParseIsoMillis(const std::string& text);
+int64_t NowMillis();
+// 850ms, 4.2s, 3m07s, 2h05m.
+std::string FormatMillis(int64_t ms);
+// A member's "startedAt" to its "endedAt" (or to now while it runs); "-"
+// before it starts.
+std::string Duration(const json::Value& v);
+// A run's flow: the name of a release flow, template/NAME or preview/NAME.
+std::string FlowLabel(const json::Value& run);
+bool Concluded(const json::Value& run);
 
 }  // namespace gitopsd::ctl

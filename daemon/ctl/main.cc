@@ -12,13 +12,27 @@ constexpr const char* kDescription =
     "gitopsctl talks to a running gitopsd: sync status, objects, edits written back to Git,\n"
     "conflicts, runs of release flows and templates, the runtime's resources, and API tokens.";
 
-constexpr const char* kFooter = R"(The server is --server, else $GITOPSD_SERVER, else http://127.0.0.1:7780.
-The token is --token, else the file --token-file, else $GITOPSD_TOKEN (writes need one).
+constexpr const char* kFooter = R"(Settings, the first found wins (flag > environment > file > default):
+  server  --server, $GITOPSD_URL (or the older $GITOPSD_SERVER), "server" in the file; else
+          unix:/run/gitopsd/api.sock when it accepts a connection, else http://127.0.0.1:7780
+  token   --token or --token-file, $GITOPSD_TOKEN, "token" or "tokenFile" in the file (sent
+          only to the file's own server, or to the default one when the file names none)
+  CA      --cacert, $GITOPSD_CACERT, "caFile" in the file; else the system's CAs
+  file    $XDG_CONFIG_HOME/gitopsd/ctl.json (~/.config/gitopsd/ctl.json), e.g.
+          {"server": "https://ops.example.com:7780", "tokenFile": "token", "caFile": "ca.pem"};
+          refused while it holds a token other users can read (chmod 600 it)
+A server is http://HOST:PORT, https://HOST:PORT (the certificate is verified; --insecure
+skips that) or unix:/PATH. Over the unix socket no token is needed: writes are allowed to
+whoever the socket's file permissions let in (mode 0660: gitopsd's user and group).
 KIND is templates, release-flows or previews (or Template, ReleaseFlow, PreviewTemplate);
 get also takes "run ID", runs, services, jobs, addons, builds and backups.
-Exit codes: 0 ok, 1 refused by the server or by validation, 2 usage error.
+Exit codes: 0 ok; 1 refused by the server, a run that did not succeed (--wait), or a file
+that does not validate; 2 usage or configuration error; 3 gitopsd cannot be reached
+(connection refused, TLS handshake or certificate failure, timeout).
 Examples:
   gitopsctl status
+  gitopsctl --server https://ops.example.com:7780 --cacert ca.pem --json status
+  sudo -u gitopsd gitopsctl --server unix:/run/gitopsd/api.sock run production
   gitopsctl get release-flows
   gitopsctl get templates web
   gitopsctl apply -f .gitops/release-flows/production.json
@@ -37,14 +51,20 @@ int Main(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough();  // global flags may also follow the command (inherited by subcommands)
   Globals g;
-  app.add_option("--server", g.server, "gitopsd's URL, e.g. http://127.0.0.1:7780");
+  app.add_option("--server", g.server,
+                 "gitopsd: http://HOST:PORT, https://HOST:PORT or unix:/PATH");
   auto* token_opt = app.add_option("--token", g.token, "API token (prefer $GITOPSD_TOKEN)");
   app.add_option("--token-file", g.token_file, "Read the API token from this file")
       ->excludes(token_opt);
-  app.add_flag("--json", g.json, "Print the server's JSON instead of tables");
+  app.add_option("--cacert", g.ca_file, "https: trust the CA certificate(s) in this PEM file");
+  app.add_flag("--insecure", g.insecure,
+               "https: do not verify the server's certificate (anyone on the path can read "
+               "the token)");
+  app.add_flag("--json", g.json, "Print JSON instead of tables");
 
-  auto* status = app.add_subcommand("status", "Per repository: branch, applied commit, pending "
-                                              "write-backs, errors, conflicts");
+  auto* status = app.add_subcommand(
+      "status", "The whole picture: repositories (applied commit, last sync, errors), open "
+                "conflicts, runs in progress and the node each is at, live previews");
 
   std::string kind, name;
   auto* get = app.add_subcommand(
@@ -71,7 +91,8 @@ int Main(int argc, char** argv) {
 
   std::string run_id;
   bool follow = false;
-  auto* logs = app.add_subcommand("logs", "Print a run's logs, node by node");
+  auto* logs = app.add_subcommand(
+      "logs", "Print a run's logs, node by node (--json: the run with each node's log)");
   logs->add_option("RUN", run_id, "The run's id")->required();
   logs->add_flag("-f,--follow", follow, "Keep printing until the run concludes");
 

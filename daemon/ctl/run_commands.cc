@@ -1,7 +1,5 @@
 // gitopsctl's run commands: start, list, show, follow, cancel, approve and
 // roll back runs, and list the runtime's resources.
-#include <time.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -12,65 +10,6 @@
 namespace gitopsd::ctl {
 namespace {
 
-// "2024-05-01T12:00:00.000Z" -> ms since the epoch; 0 for "-" or junk.
-int64_t ParseIsoMillis(const std::string& text) {
-  std::tm tm{};
-  int ms = 0;
-  if (std::sscanf(text.c_str(), "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-                  &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms) != 7) {
-    return 0;
-  }
-  tm.tm_year -= 1900;
-  tm.tm_mon -= 1;
-  return static_cast<int64_t>(timegm(&tm)) * 1000 + ms;
-}
-
-int64_t NowMillis() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-std::string FormatMillis(int64_t ms) {
-  char buf[32];
-  if (ms < 1000) {
-    std::snprintf(buf, sizeof buf, "%lldms", static_cast<long long>(ms));
-  } else if (ms < 60'000) {
-    std::snprintf(buf, sizeof buf, "%.1fs", static_cast<double>(ms) / 1000);
-  } else if (ms < 3'600'000) {
-    std::snprintf(buf, sizeof buf, "%lldm%02llds", static_cast<long long>(ms / 60'000),
-                  static_cast<long long>(ms / 1000 % 60));
-  } else {
-    std::snprintf(buf, sizeof buf, "%lldh%02lldm", static_cast<long long>(ms / 3'600'000),
-                  static_cast<long long>(ms / 60'000 % 60));
-  }
-  return buf;
-}
-
-// From startedAt to endedAt (or to now while it runs); "-" before it starts.
-std::string Duration(const json::Value& v) {
-  const int64_t start = ParseIsoMillis(Text(v, "startedAt"));
-  if (start == 0) return "-";
-  int64_t end = ParseIsoMillis(Text(v, "endedAt"));
-  if (end == 0) end = NowMillis();
-  return FormatMillis(std::max<int64_t>(0, end - start));
-}
-
-std::string FlowLabel(const json::Value& run) {
-  const json::Value* flow = run.Find("flow");
-  if (!flow) return "-";
-  const std::string kind = Text(*flow, "kind");
-  const std::string name = Text(*flow, "name");
-  if (kind == "Template") return "template/" + name;
-  if (kind == "PreviewTemplate") return "preview/" + name;
-  return name;
-}
-
-bool Concluded(const json::Value& run) {
-  const json::Value* c = run.Find("concluded");
-  return c && c->is_bool() && c->as_bool();
-}
-
 std::string RunPath(const std::string& id) { return "/api/v1/runs/" + EncodeSegment(id); }
 
 // The body of a run in JSON, or nullopt after complaining.
@@ -80,14 +19,21 @@ std::optional<json::Value> FetchRun(const Client& client, const std::string& id,
   return ParseReply(*reply, code);
 }
 
-// Polls the run until it concludes; exit 0 when it succeeded.
-int WaitForRun(const Client& client, const std::string& id) {
+// Polls the run until it concludes; exit 0 when it succeeded. With --json
+// the concluded run's JSON is what is printed.
+int WaitForRun(const Globals& g, const Client& client, const std::string& id) {
   int code = kExitOk;
   while (true) {
     auto run = FetchRun(client, id, &code);
     if (!run) return code;
     if (Concluded(*run)) {
       const std::string status = Text(*run, "status");
+      if (g.json) {
+        std::string text = json::Serialize(*run);
+        if (text.empty() || text.back() != '\n') text += '\n';
+        std::fputs(text.c_str(), stdout);
+        return status == "success" ? kExitOk : kExitFailed;
+      }
       std::printf("run %s %s after %s\n", id.c_str(), status.c_str(), Duration(*run).c_str());
       if (status == "success") return kExitOk;
       if (Text(*run, "error") != "-") std::fprintf(stderr, "%s\n", Text(*run, "error").c_str());
@@ -136,8 +82,9 @@ int RunStartRun(const Globals& g, const StartRunOptions& options) {
           : json::SerializeCompact(json::Value::Object({{"arguments", std::move(args)}}));
   auto reply = Call(*client, "POST", path, &code, body);
   if (!reply) return code;
+  if (options.wait && g.json) return WaitForRun(g, *client, IdOf(*reply));
   if (const int printed = PrintStarted(g, *reply, "started"); printed != kExitOk) return printed;
-  return options.wait ? WaitForRun(*client, IdOf(*reply)) : kExitOk;
+  return options.wait ? WaitForRun(g, *client, IdOf(*reply)) : kExitOk;
 }
 
 int RunListRuns(const Globals& g, const std::string& flow) {
@@ -194,9 +141,18 @@ int RunGetRun(const Globals& g, const std::string& id) {
 }
 
 int RunLogs(const Globals& g, const std::string& id, bool follow) {
+  if (g.json && follow) {
+    return Complain("logs --follow prints text; for JSON poll gitopsctl --json logs ID", kExitUsage);
+  }
   int code = kExitOk;
   auto client = Connect(g, &code);
   if (!client) return code;
+  if (g.json) {  // the run with its nodes, each holding its log
+    auto reply = Call(*client, "GET", RunPath(id), &code);
+    if (!reply) return code;
+    std::fwrite(reply->body.data(), 1, reply->body.size(), stdout);
+    return kExitOk;
+  }
   const std::string path = RunPath(id) + "/logs";
   if (!follow) {
     auto reply = Call(*client, "GET", path, &code);
@@ -208,7 +164,7 @@ int RunLogs(const Globals& g, const std::string& id, bool follow) {
     std::fwrite(piece.data(), 1, piece.size(), stdout);
     std::fflush(stdout);
   });
-  if (!reply) return Complain(reply.error().message);
+  if (!reply) return Complain(reply.error().message, kExitUnreachable);
   if (!reply->ok()) return Complain(Client::ErrorMessage(*reply));
   return kExitOk;
 }

@@ -59,7 +59,7 @@ TEST(CtlOfflineTest, UsageErrorsExitWithTwo) {
     EXPECT_TRUE(Contains(help.output, command)) << command << "\n" << help.output;
   }
   auto down = RunGitopsctl({"--server", "http://127.0.0.1:1", "status"});
-  EXPECT_EQ(down.exit_code, 1);
+  EXPECT_EQ(down.exit_code, 3);
   EXPECT_TRUE(Contains(down.output, "cannot reach gitopsd")) << down.output;
 }
 
@@ -69,7 +69,8 @@ TEST_F(CtlTest, StatusAndGetShowTablesAndJson) {
   ASSERT_EQ(status.exit_code, 0) << status.output;
   EXPECT_TRUE(Contains(status.output, "REPOSITORY")) << status.output;
   EXPECT_TRUE(std::regex_search(
-      status.output, std::regex("shop +main +" + RemoteHead().substr(0, 7) + " +0 +0 +0\n")))
+      status.output,
+      std::regex("shop +main +" + RemoteHead().substr(0, 7) + " +\\S+ ago +0 +0 +0\n")))
       << status.output;
 
   auto list = Ctl({"get", "templates"});
@@ -199,7 +200,7 @@ TEST_F(CtlTest, ConflictsAreListedAndResolved) {
   ASSERT_TRUE(std::regex_search(list.output, id, std::regex("\n(\\d+) +shop +Template/web")))
       << list.output;
   auto status = Ctl({"status"});
-  EXPECT_TRUE(std::regex_search(status.output, std::regex("shop +main +\\w+ +\\d+ +0 +1\n")))
+  EXPECT_TRUE(std::regex_search(status.output, std::regex("shop +main +\\w+ +\\S+ ago +\\d+ +0 +1\n")))
       << status.output;
 
   auto resolved = Ctl({"conflicts", "resolve", id[1].str(), "--take", "git"});
