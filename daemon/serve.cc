@@ -199,6 +199,8 @@ std::vector<std::string> NeedsRestart(const Config& now, const Config& next) {
   };
   check("stateDir", now.state_dir, next.state_dir);
   check("listen", now.listen, next.listen);
+  check("unixSocket", now.unix_socket, next.unix_socket);
+  check("tls", now.tls_cert_file + " " + now.tls_key_file, next.tls_cert_file + " " + next.tls_key_file);
   check("runtime.portRange", std::to_string(now.port_range_first) + "-" + std::to_string(now.port_range_last),
         std::to_string(next.port_range_first) + "-" + std::to_string(next.port_range_last));
   check("runtime.previewUrl", now.preview_url, next.preview_url);
@@ -450,6 +452,9 @@ class Daemon {
     Config kept = *next;
     kept.state_dir = config_.state_dir;
     kept.listen = config_.listen;
+    kept.unix_socket = config_.unix_socket;
+    kept.tls_cert_file = config_.tls_cert_file;
+    kept.tls_key_file = config_.tls_key_file;
     kept.port_range_first = config_.port_range_first;
     kept.port_range_last = config_.port_range_last;
     kept.preview_url = config_.preview_url;
