@@ -69,8 +69,12 @@ CommandResult RunGitopsctl(const std::vector<std::string>& args,
                            std::map<std::string, std::string> env, const std::string& cwd) {
   std::vector<std::string> argv{GitopsctlBinary()};
   argv.insert(argv.end(), args.begin(), args.end());
-  env.try_emplace("GITOPSD_SERVER", "");
-  env.try_emplace("GITOPSD_TOKEN", "");
+  // Nothing of the developer's own set-up leaks in: no server, token or CA
+  // from the environment, no ~/.config/gitopsd/ctl.json.
+  for (const char* name : {"GITOPSD_URL", "GITOPSD_SERVER", "GITOPSD_TOKEN", "GITOPSD_CACERT"}) {
+    env.try_emplace(name, "");
+  }
+  env.try_emplace("XDG_CONFIG_HOME", "/nonexistent/gitopsd-tests");
   return RunCommand(argv, cwd, env);
 }
 

@@ -41,7 +41,8 @@ bool WaitUntil(const std::function<bool()>& condition,
 // Runs `gitopsd args...` to completion.
 CommandResult RunGitopsd(const std::vector<std::string>& args);
 // Runs `gitopsctl args...` to completion with extra environment variables
-// (GITOPSD_SERVER and GITOPSD_TOKEN are cleared unless given).
+// (GITOPSD_URL, GITOPSD_SERVER, GITOPSD_TOKEN and GITOPSD_CACERT are cleared
+// and XDG_CONFIG_HOME points nowhere, unless given).
 CommandResult RunGitopsctl(const std::vector<std::string>& args,
                            std::map<std::string, std::string> env = {},
                            const std::string& cwd = "");
