@@ -8,9 +8,7 @@
 
 #include <filesystem>
 
-#include "daemon/triggers/forge.h"
-#include "tests/daemon/run_waits.h"
-#include "tests/daemon/write_fixture.h"
+#include "tests/daemon/shop_fixture.h"
 
 namespace gitopsd::test {
 namespace {
@@ -20,107 +18,41 @@ using std::chrono::seconds;
 
 constexpr const char* kSecret = "preview-secret";
 
-class PreviewsTest : public ::testing::Test {
+class PreviewsTest : public ShopFixture {
  protected:
+  PreviewsTest() : ShopFixture("previews-e2e") {}
+
   void SetUp() override {
-    const fs::path example = fs::path(GITOPSD_EXAMPLES_DIR) / "shop";
-    fs::copy(example, repo_.work_path(), fs::copy_options::recursive | fs::copy_options::overwrite_existing);
-    ASSERT_TRUE(repo_.MakeExecutable("bin/shop"));
-    ASSERT_FALSE(repo_.Commit("the shop").empty());
-    ASSERT_TRUE(repo_.Push());
-    ASSERT_TRUE(WriteTextFile(dir_.Sub("tokens.json"),
-                              "[{\"name\": \"ci\", \"role\": \"write\", \"sha256\": \"" +
-                                  daemon::ToHex(daemon::HashToken(kWriteToken)) + "\"}]\n"));
-    ASSERT_TRUE(WriteTextFile(dir_.Sub("hook.secret"), kSecret));
-    daemon_.SetEnv("GITOPSD_RUNNER_POLL", "100ms");
-    const int port_min = 20900 + static_cast<int>(getpid() % 5) * 20;  // apart from the other tests' ranges
-    const std::string config =
-        "{\"stateDir\": \"@STATE@\", \"listen\": \"127.0.0.1:@PORT@\", \"apiTokensFile\": \"tokens.json\", "
-        "\"repositories\": [{\"name\": \"shop\", \"url\": \"" + repo_.file_url() +
-        "\", \"pollInterval\": \"1h\", \"sync\": {\"writeBack\": false}, \"webhook\": {\"type\": \"github\", "
-        "\"secretFile\": \"hook.secret\", \"forgeUrl\": \"https://github.com/acme/shop\"}}], "
-        "\"runtime\": {\"portRange\": [" + std::to_string(port_min) + ", " + std::to_string(port_min + 19) +
-        "]}, \"log\": {\"level\": \"debug\"}}";
-    ASSERT_TRUE(daemon_.StartWithConfig(config));
-    ASSERT_TRUE(daemon_.WaitReady()) << daemon_.Output();
+    ASSERT_TRUE(CopyShop());
+    ASSERT_TRUE(CommitShop());
+    ASSERT_TRUE(WriteTokens());
+    ASSERT_TRUE(WriteHookSecret(kSecret));
+    // 20900-20999, apart from the other tests' ranges.
+    ASSERT_TRUE(StartDaemon(ShopConfig(PortsOfThisProcess(20900, 5), Forge::kGitHub)));
     // The shop Template autoruns: production's database and web service.
-    ASSERT_TRUE(WaitUntil([&] { return !ServiceNamed("shop-web").is_null(); }, seconds(90))) << daemon_.Output();
-  }
-
-  void TearDown() override {
-    KillReportedServices(daemon_);
-    daemon_.Stop();
-  }
-
-  json::Value ServiceNamed(const std::string& name) {
-    auto body = daemon_.Get("/api/v1/services").Json();
-    if (body && body->Find("services")) {
-      for (const json::Value& s : body->Find("services")->items()) {
-        if (StringField(s, "name") == name && StringField(s, "state") == "running") return s;
-      }
-    }
-    return json::Value();
-  }
-
-  json::Value Preview(const std::string& name) {
-    auto body = daemon_.Get("/api/v1/previews/" + name).Json();
-    return body ? *body : json::Value();
-  }
-
-  size_t LivePreviews() {
-    auto body = daemon_.Get("/api/v1/previews").Json();
-    return body && body->Find("previews") ? body->Find("previews")->items().size() : 0;
+    ASSERT_TRUE(WaitForProduction(seconds(90)));
   }
 
   // Commits VERSION on feature/a and pushes it as the PR's head too.
-  std::string PushPullRequest(const std::string& version) {
-    EXPECT_TRUE(repo_.WriteFile("VERSION", version + "\n"));
-    std::string sha = repo_.Commit("version " + version + " [skip ci]");
-    EXPECT_TRUE(repo_.Push("feature/a"));
-    EXPECT_TRUE(repo_.Git({"push", "-q", "-f", "origin", "HEAD:refs/pull/1/head"}).ok());
-    return sha;
-  }
+  std::string PushPullRequest(const std::string& version) { return PushPullRequestVersion(1, "feature/a", version); }
 
   HttpReply PullRequestHook(const std::string& action, const std::string& sha, bool merged,
                             const std::string& delivery) {
-    const std::string body = R"({"action": ")" + action + R"(", "number": 1,
-      "pull_request": {"number": 1, "state": ")" + (action == "closed" ? "closed" : "open") + R"(",
-        "draft": false, "merged": )" + (merged ? "true" : "false") + R"(,
-        "head": {"ref": "feature/a", "sha": ")" + sha + R"(",
-                 "repo": {"full_name": "acme/shop", "clone_url": "https://github.com/acme/shop.git"}},
-        "base": {"ref": "main", "sha": ")" + std::string(40, '0') + R"(",
-                 "repo": {"full_name": "acme/shop", "clone_url": "https://github.com/acme/shop.git"}}},
-      "repository": {"full_name": "acme/shop", "html_url": "https://github.com/acme/shop",
-                     "clone_url": "https://github.com/acme/shop.git", "ssh_url": "git@github.com:acme/shop.git"}})";
-    return daemon_.Post("/hooks/github",
-                        {{"Content-Type", "application/json"},
-                         {"X-GitHub-Event", "pull_request"},
-                         {"X-GitHub-Delivery", delivery},
-                         {"X-Hub-Signature-256", "sha256=" + triggers::HmacSha256Hex(kSecret, body)}},
-                        body);
+    return PostPullRequestEvent({.action = action,
+                                 .number = 1,
+                                 .branch = "feature/a",
+                                 .sha = sha,
+                                 .base_sha = std::string(40, '0'),
+                                 .merged = merged},
+                                delivery);
   }
-
-  std::string ServedVersion(const std::string& url) {
-    if (url.empty()) return "";
-    const int port = std::stoi(url.substr(url.rfind(':') + 1));
-    auto page = Http(port, "GET", "/").Json();
-    return page ? StringField(*page, "version") : "";
-  }
-
-  bool WaitForStatus(const std::string& name, const std::string& status) {
-    return WaitUntil([&] { return StringField(Preview(name), "status") == status; }, seconds(90));
-  }
-
-  TempDir dir_{"previews-e2e"};
-  FixtureRepo repo_{dir_.path(), "shop"};
-  DaemonUnderTest daemon_{dir_.path()};
 };
 
 TEST_F(PreviewsTest, APullRequestGetsOnePreviewThatFollowsItAndGoesWhenItCloses) {
   ASSERT_TRUE(repo_.CheckoutNewBranch("feature/a"));
   const std::string v2 = PushPullRequest("2");
   ASSERT_EQ(PullRequestHook("opened", v2, false, "pr-d1").status, 202);
-  ASSERT_TRUE(WaitForStatus("pr-1", "ready")) << json::SerializeCompact(Preview("pr-1")) << daemon_.Output();
+  ASSERT_TRUE(WaitForStatus("pr-1", "ready", seconds(90)));
   json::Value preview = Preview("pr-1");
   EXPECT_EQ(StringField(preview, "sha"), v2);
   EXPECT_EQ(StringField(preview, "pullRequest"), "1");
@@ -146,7 +78,7 @@ TEST_F(PreviewsTest, APullRequestGetsOnePreviewThatFollowsItAndGoesWhenItCloses)
 
   // Closed: everything of it goes; production stays.
   ASSERT_EQ(PullRequestHook("closed", v3, false, "pr-d3").status, 202);
-  ASSERT_TRUE(WaitForStatus("pr-1", "gone")) << json::SerializeCompact(Preview("pr-1")) << daemon_.Output();
+  ASSERT_TRUE(WaitForStatus("pr-1", "gone", seconds(90)));
   EXPECT_EQ(LivePreviews(), 0u);
   EXPECT_TRUE(ServiceNamed("web-pr-1").is_null());
   EXPECT_TRUE(WaitUntil([&] { return kill(pid, 0) != 0; }, seconds(10))) << "its process is gone";
@@ -163,12 +95,12 @@ TEST_F(PreviewsTest, DeleteTearsAPreviewDownAndSkipTeardownSkipsItsTeardownRun) 
   ASSERT_TRUE(repo_.CheckoutNewBranch("feature/a"));
   const std::string v2 = PushPullRequest("2");
   ASSERT_EQ(PullRequestHook("opened", v2, false, "pr-e1").status, 202);
-  ASSERT_TRUE(WaitForStatus("pr-1", "ready")) << daemon_.Output();
+  ASSERT_TRUE(WaitForStatus("pr-1", "ready", seconds(90)));
   EXPECT_EQ(daemon_.Delete("/api/v1/previews/pr-1").status, 401);
   auto deleted = daemon_.Delete("/api/v1/previews/pr-1?skipTeardown=true",
                                 {{"Authorization", Bearer(kWriteToken)}});
   EXPECT_EQ(deleted.status, 202) << deleted.body;
-  ASSERT_TRUE(WaitForStatus("pr-1", "gone"));
+  ASSERT_TRUE(WaitForStatus("pr-1", "gone", seconds(90)));
   EXPECT_TRUE(NumberField(Preview("pr-1"), "teardownRun") < 0) << "skipped: no teardown run";
   EXPECT_TRUE(ServiceNamed("web-pr-1").is_null());
   EXPECT_EQ(daemon_.Delete("/api/v1/previews/pr-1", {{"Authorization", Bearer(kWriteToken)}}).status, 404);

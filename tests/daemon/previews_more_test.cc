@@ -9,15 +9,13 @@
 // the preview template edited where the case needs it.
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <unistd.h>
 
 #include <ctime>
 #include <filesystem>
 
-#include "daemon/triggers/forge.h"
 #include "sync/sqlite.h"
 #include "tests/daemon/run_waits.h"
-#include "tests/daemon/write_fixture.h"
+#include "tests/daemon/shop_fixture.h"
 
 namespace gitopsd::test {
 namespace {
@@ -27,30 +25,16 @@ using std::chrono::seconds;
 
 constexpr const char* kSecret = "previews-more-secret";
 constexpr const char* kTemplatePath = ".gitops/previews/pull-requests.json";
-constexpr const char* kGitHubUrl = "https://github.com/acme/shop";
-constexpr const char* kGitLabUrl = "https://gitlab.example.com/acme/shop";
 
-enum class Forge { kNone, kGitHub, kGitLab };
-
-class PreviewsMoreTest : public ::testing::Test {
+class PreviewsMoreTest : public ShopFixture {
  protected:
-  void SetUp() override {
-    const fs::path example = fs::path(GITOPSD_EXAMPLES_DIR) / "shop";
-    fs::copy(example, repo_.work_path(), fs::copy_options::recursive | fs::copy_options::overwrite_existing);
-    ASSERT_TRUE(repo_.MakeExecutable("bin/shop"));
-    ASSERT_TRUE(WriteTextFile(dir_.Sub("tokens.json"),
-                              "[{\"name\": \"ci\", \"role\": \"write\", \"sha256\": \"" +
-                                  daemon::ToHex(daemon::HashToken(kWriteToken)) + "\"}]\n"));
-    ASSERT_TRUE(WriteTextFile(dir_.Sub("hook.secret"), std::string(kSecret) + "\n"));
-    daemon_.SetEnv("GITOPSD_RUNNER_POLL", "100ms");
-    daemon_.SetEnv("GITOPSD_PREVIEW_TICK", "200ms");
-  }
+  PreviewsMoreTest() : ShopFixture("previews-more") {}
 
-  void TearDown() override {
-    // Services and jobs outlive the daemon by design: end every process
-    // running in this test's state folder, by pid, then the daemon.
-    for (pid_t pid : ProcessesIn(daemon_.state_dir())) ::kill(pid, SIGKILL);
-    daemon_.Stop();
+  void SetUp() override {
+    ASSERT_TRUE(CopyShop());
+    ASSERT_TRUE(WriteTokens());
+    ASSERT_TRUE(WriteHookSecret(std::string(kSecret) + "\n"));
+    daemon_.SetEnv("GITOPSD_PREVIEW_TICK", "200ms");
   }
 
   // Replaces `from` (which must be there once) in the preview template.
@@ -66,39 +50,17 @@ class PreviewsMoreTest : public ::testing::Test {
   // Commits the shop as edited, starts the daemon on it and waits for
   // production (the shop Template's autorun) to serve.
   void Start(Forge forge) {
-    ASSERT_FALSE(repo_.Commit("the shop").empty());
-    ASSERT_TRUE(repo_.Push());
+    ASSERT_TRUE(CommitShop());
     main_ = repo_.Head();
     forge_ = forge;
-    ASSERT_TRUE(daemon_.StartWithConfig(Config()));
-    ASSERT_TRUE(daemon_.WaitReady()) << daemon_.Output();
-    ASSERT_TRUE(WaitUntil([&] { return !ServiceNamed("shop-web").is_null(); }, seconds(60))) << daemon_.Output();
+    ASSERT_TRUE(StartDaemon(Config()));
+    ASSERT_TRUE(WaitForProduction(seconds(60)));
   }
 
-  std::string Config() const {
-    std::string webhook;
-    if (forge_ == Forge::kGitHub) {
-      webhook = ", \"webhook\": {\"type\": \"github\", \"secretFile\": \"hook.secret\", \"forgeUrl\": \"" +
-                std::string(kGitHubUrl) + "\"}";
-    } else if (forge_ == Forge::kGitLab) {
-      webhook = ", \"webhook\": {\"type\": \"gitlab\", \"secretFile\": \"hook.secret\", \"forgeUrl\": \"" +
-                std::string(kGitLabUrl) + "\"}";
-    }
-    return "{\"stateDir\": \"@STATE@\", \"listen\": \"127.0.0.1:@PORT@\", \"apiTokensFile\": \"tokens.json\", "
-           "\"repositories\": [{\"name\": \"shop\", \"url\": \"" + repo_.file_url() +
-           "\", \"pollInterval\": \"1h\", \"sync\": {\"writeBack\": false}" + webhook +
-           "}], \"runtime\": {\"portRange\": " + PortRange() +
-           (preview_url_.empty() ? "" : ", \"previewUrl\": \"" + preview_url_ + "\"") +
-           "}, \"log\": {\"level\": \"debug\"}}";
-  }
-
-  // 23800-23999, 20 ports per test process: ctest runs every case in a
-  // process of its own, in parallel, and two daemons handing out one range
-  // would race for the same free port.
-  static std::string PortRange() {
-    const int first = 23800 + static_cast<int>(getpid() % 10) * 20;
-    return "[" + std::to_string(first) + ", " + std::to_string(first + 19) + "]";
-  }
+  // The runtime on 23800-23999, 20 ports per test process: ctest runs every
+  // case in a process of its own, in parallel, and two daemons handing out
+  // one range would race for the same free port.
+  std::string Config() const { return ShopConfig(PortsOfThisProcess(23800, 10), forge_, preview_url_); }
 
   // The template's teardownSpec waits at an approval (instead of sending a
   // message): a teardown stays in progress until the test approves it.
@@ -123,12 +85,12 @@ class PreviewsMoreTest : public ::testing::Test {
       ADD_FAILURE() << json::SerializeCompact(Preview(name)) << daemon_.Output();
       return 0;
     }
-    const double id = NumberField(Preview(name), "teardownRun");
+    const auto id = static_cast<int64_t>(NumberField(Preview(name), "teardownRun"));
     if (!WaitUntil([&] { return StringField(Run(id), "status") == "approval_wait"; }, seconds(20))) {
       ADD_FAILURE() << json::SerializeCompact(Run(id));
       return 0;
     }
-    return static_cast<int64_t>(id);
+    return id;
   }
 
   // A commit of VERSION on `branch` (from main), pushed as the branch and
@@ -137,33 +99,17 @@ class PreviewsMoreTest : public ::testing::Test {
   std::string PushPullRequest(int number, const std::string& branch, const std::string& version,
                               const std::string& prefix = "refs/pull/") {
     EXPECT_TRUE(repo_.Git({"checkout", "-q", "-B", branch, main_}).ok());
-    EXPECT_TRUE(repo_.WriteFile("VERSION", version + "\n"));
-    const std::string sha = repo_.Commit("version " + version + " [skip ci]");
+    const std::string sha = PushPullRequestVersion(number, branch, version, prefix);
     EXPECT_FALSE(sha.empty());
-    EXPECT_TRUE(repo_.Push(branch));
-    EXPECT_TRUE(repo_.Git({"push", "-q", "-f", "origin", "HEAD:" + prefix + std::to_string(number) + "/head"}).ok());
     EXPECT_TRUE(repo_.Git({"checkout", "-q", main_}).ok());
     return sha;
   }
 
   HttpReply GitHubHook(const std::string& action, int number, const std::string& branch, const std::string& sha,
                        const std::string& delivery, bool draft = false) {
-    const std::string body = R"({"action": ")" + action + R"(", "number": )" + std::to_string(number) + R"(,
-      "pull_request": {"number": )" + std::to_string(number) + R"(, "state": ")" +
-                             (action == "closed" ? "closed" : "open") + R"(",
-        "draft": )" + (draft ? "true" : "false") + R"(, "merged": false,
-        "head": {"ref": ")" + branch + R"(", "sha": ")" + sha + R"(",
-                 "repo": {"full_name": "acme/shop", "clone_url": "https://github.com/acme/shop.git"}},
-        "base": {"ref": "main", "sha": ")" + main_ + R"(",
-                 "repo": {"full_name": "acme/shop", "clone_url": "https://github.com/acme/shop.git"}}},
-      "repository": {"full_name": "acme/shop", "html_url": "https://github.com/acme/shop",
-                     "clone_url": "https://github.com/acme/shop.git", "ssh_url": "git@github.com:acme/shop.git"}})";
-    return daemon_.Post("/hooks/github",
-                        {{"Content-Type", "application/json"},
-                         {"X-GitHub-Event", "pull_request"},
-                         {"X-GitHub-Delivery", delivery},
-                         {"X-Hub-Signature-256", "sha256=" + triggers::HmacSha256Hex(kSecret, body)}},
-                        body);
+    return PostPullRequestEvent(
+        {.action = action, .number = number, .branch = branch, .sha = sha, .base_sha = main_, .draft = draft},
+        delivery);
   }
 
   HttpReply GitLabHook(const std::string& action, int iid, const std::string& branch, const std::string& sha,
@@ -187,51 +133,9 @@ class PreviewsMoreTest : public ::testing::Test {
   // A look at the repository's heads, as a sync asks for.
   void Look() { ASSERT_EQ(daemon_.Post("/api/v1/repositories/shop/sync", Writer()).status, 200); }
 
-  json::Value ServiceNamed(const std::string& name) {
-    auto body = daemon_.Get("/api/v1/services").Json();
-    if (body && body->Find("services")) {
-      for (const json::Value& s : body->Find("services")->items()) {
-        if (StringField(s, "name") == name && StringField(s, "state") == "running") return s;
-      }
-    }
-    return json::Value();
-  }
-
-  json::Value Preview(const std::string& name) {
-    auto reply = daemon_.Get("/api/v1/previews/" + name);
-    auto body = reply.status == 200 ? reply.Json() : std::nullopt;
-    return body ? *body : json::Value();
-  }
-  std::string Status(const std::string& name) { return StringField(Preview(name), "status"); }
-
-  size_t LivePreviews() {
-    auto body = daemon_.Get("/api/v1/previews").Json();
-    return body && body->Find("previews") ? body->Find("previews")->items().size() : 0;
-  }
-
-  ::testing::AssertionResult WaitForStatus(const std::string& name, const std::string& status,
-                                           seconds timeout = seconds(30)) {
-    if (WaitUntil([&] { return Status(name) == status; }, timeout)) return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure() << "preview " << name << " is not " << status << ": "
-                                         << json::SerializeCompact(Preview(name)) << "\n"
-                                         << daemon_.Output();
-  }
-
   ::testing::AssertionResult LogSays(const std::string& text, seconds timeout = seconds(20)) {
     if (WaitUntil([&] { return Contains(daemon_.Output(), text); }, timeout)) return ::testing::AssertionSuccess();
     return ::testing::AssertionFailure() << "the log never says \"" << text << "\":\n" << daemon_.Output();
-  }
-
-  std::string ServedVersion(const std::string& url) {
-    if (url.empty()) return "";
-    const int port = std::stoi(url.substr(url.rfind(':') + 1));
-    auto page = Http(port, "GET", "/").Json();
-    return page ? StringField(*page, "version") : "";
-  }
-
-  json::Value Run(double id) {
-    auto body = daemon_.Get("/api/v1/runs/" + std::to_string(static_cast<int64_t>(id))).Json();
-    return body ? *body : json::Value();
   }
 
   // Nothing of preview `name` is left: no service or process (production's
@@ -271,9 +175,6 @@ class PreviewsMoreTest : public ::testing::Test {
     return static_cast<pid_t>(NumberField(ServiceNamed("web-" + name), "pid"));
   }
 
-  TempDir dir_{"previews-more"};
-  FixtureRepo repo_{dir_.path(), "shop"};
-  DaemonUnderTest daemon_{dir_.path()};
   std::string main_;
   Forge forge_ = Forge::kNone;
   std::string preview_url_;  // runtime.previewUrl ("" = the default)
@@ -361,7 +262,7 @@ TEST_F(PreviewsMoreTest, APreviewPastItsLifetimeIsTornDownByItself) {
   ASSERT_TRUE(WaitForStatus("pr-3", "gone"));
   const json::Value preview = Preview("pr-3");
   EXPECT_TRUE(Contains(StringField(preview, "error"), "expired")) << json::SerializeCompact(preview);
-  EXPECT_EQ(StringField(Run(NumberField(preview, "setupRun")), "status"), "success") << "it was up first";
+  EXPECT_EQ(StringField(Run(static_cast<int64_t>(NumberField(preview, "setupRun"))), "status"), "success") << "it was up first";
   EXPECT_FALSE(StringField(preview, "url").empty()) << "it served first";
   EXPECT_EQ(LivePreviews(), 0u);
   ExpectNothingLeftOf("pr-3");
@@ -420,8 +321,7 @@ TEST_F(PreviewsMoreTest, ATeardownCutOffByKillNineFinishesAfterTheRestart) {
   ASSERT_TRUE(WaitForExit(daemon_.process(), seconds(5)).has_value()) << "the daemon did not die";
   EXPECT_TRUE(Alive(web)) << "the preview's service outlives the daemon";
 
-  ASSERT_TRUE(daemon_.StartWithConfig(Config()));
-  ASSERT_TRUE(daemon_.WaitReady()) << daemon_.Output();
+  ASSERT_TRUE(StartDaemon(Config()));
   EXPECT_EQ(Status("pr-6"), "tearing_down") << "still waiting for its teardown run";
   EXPECT_EQ(NumberField(Preview("pr-6"), "teardownRun"), teardown) << "the same teardown run, not a second";
   ASSERT_EQ(daemon_.Post("/api/v1/runs/" + std::to_string(teardown) + "/approve", Writer()).status, 200);
@@ -444,8 +344,7 @@ TEST_F(PreviewsMoreTest, ADaemonKilledBeforeItStartedTheTeardownRunStartsItAfter
   ASSERT_TRUE(WaitForExit(daemon_.process(), seconds(10)).has_value()) << "the fault point did not fire";
 
   daemon_.SetEnv("GITOPSD_FAULT", "");
-  ASSERT_TRUE(daemon_.StartWithConfig(Config()));
-  ASSERT_TRUE(daemon_.WaitReady()) << daemon_.Output();
+  ASSERT_TRUE(StartDaemon(Config()));
   // The teardown run it had not started yet runs now: the teardownSpec is not skipped.
   const int64_t teardown = TeardownAtItsApproval("pr-10");
   ASSERT_GT(teardown, 0) << daemon_.Output();
@@ -545,8 +444,7 @@ TEST_F(PreviewsMoreTest, WhatAPreviewRecordedGoneLeftBehindIsSweptAtTheNextStart
   ASSERT_TRUE(Alive(web));
   ASSERT_TRUE(fs::exists(daemon_.state_dir() + "/addons/db-pr-13"));
 
-  ASSERT_TRUE(daemon_.StartWithConfig(Config()));
-  ASSERT_TRUE(daemon_.WaitReady()) << daemon_.Output();
+  ASSERT_TRUE(StartDaemon(Config()));
   EXPECT_TRUE(Contains(daemon_.Output(), "preview pr-13 is gone but")) << daemon_.Output();
   ExpectNothingLeftOf("pr-13", web);
   EXPECT_FALSE(ServiceNamed("shop-web").is_null()) << "production is not a preview's";

@@ -18,7 +18,7 @@
 #include <sstream>
 
 #include "tests/daemon/run_waits.h"
-#include "tests/daemon/write_fixture.h"
+#include "tests/daemon/shop_fixture.h"
 
 namespace gitopsd::test {
 namespace {
@@ -71,12 +71,12 @@ int CountLines(const std::string& path) {
 // the run at its node and exits 0 at once, without waiting for the job.
 enum class Restart { kWhileTheJobRuns, kAfterTheJobEnded, kAfterATerm };
 
-class RunCrashTest : public ::testing::TestWithParam<Restart> {
+class RunCrashTest : public ShopFixture, public ::testing::WithParamInterface<Restart> {
  protected:
+  RunCrashTest() : ShopFixture("run-crash") {}
+
   void SetUp() override {
-    const fs::path example = fs::path(GITOPSD_EXAMPLES_DIR) / "shop";
-    fs::copy(example, repo_.work_path(), fs::copy_options::recursive | fs::copy_options::overwrite_existing);
-    ASSERT_TRUE(repo_.MakeExecutable("bin/shop"));
+    ASSERT_TRUE(CopyShop());
     // The migration job, slowed down and counted: a shell command, written
     // as the executor wants it (argv ["sh", "-c", script]).
     const std::string template_path = repo_.work_path() + "/.gitops/templates/shop.json";
@@ -88,73 +88,28 @@ class RunCrashTest : public ::testing::TestWithParam<Restart> {
                  R"("command": ["sh", "-c", "echo started >> ')" + marker() +
                      R"(' && bin/shop migrate && sleep 3"])");
     ASSERT_TRUE(repo_.WriteFile(".gitops/templates/shop.json", shop));
-    ASSERT_FALSE(repo_.Commit("the shop, with a slow migration").empty());
-    ASSERT_TRUE(repo_.Push());
-    ASSERT_TRUE(WriteTextFile(dir_.Sub("tokens.json"),
-                              "[{\"name\": \"ci\", \"role\": \"write\", \"sha256\": \"" +
-                                  daemon::ToHex(daemon::HashToken(kWriteToken)) + "\"}]\n"));
-    daemon_.SetEnv("GITOPSD_RUNNER_POLL", "100ms");
-    ASSERT_TRUE(daemon_.StartWithConfig(Config()));
-    ASSERT_TRUE(daemon_.WaitReady()) << daemon_.Output();
+    ASSERT_TRUE(CommitShop("the shop, with a slow migration"));
+    ASSERT_TRUE(WriteTokens());
+    ASSERT_TRUE(StartDaemon(Config()));
   }
 
-  // Services and jobs outlive the daemon by design: end every process that
-  // runs in this test's state folder, by pid, then the daemon.
-  void TearDown() override {
-    for (pid_t pid : ProcessesIn(daemon_.state_dir())) ::kill(pid, SIGKILL);
-    daemon_.Stop();
-  }
-
-  std::string Config() const {
-    return "{\"stateDir\": \"@STATE@\", \"listen\": \"127.0.0.1:@PORT@\", \"apiTokensFile\": "
-           "\"tokens.json\", \"repositories\": [{\"name\": \"shop\", \"url\": \"" +
-           repo_.file_url() +
-           "\", \"pollInterval\": \"1h\", \"sync\": {\"writeBack\": false}}], \"runtime\": "
-           "{\"portRange\": " + PortRange() + "}, \"log\": {\"level\": \"debug\"}}";
-  }
+  std::string Config() const { return ShopConfig(PortRange()); }
   // Each case its own ports: ctest runs the cases in parallel processes, and
   // two daemons handing out one range would race for the same free port.
-  std::string PortRange() const {
+  Ports PortRange() const {
     // (23800-23999 belongs to previews_more_test.)
     const int first = GetParam() == Restart::kAfterTheJobEnded ? 23500
                       : GetParam() == Restart::kAfterATerm     ? 23300
                                                                : 23000;
-    return "[" + std::to_string(first) + ", " + std::to_string(first + (first == 23300 ? 199 : 299)) + "]";
+    return {first, first + (first == 23300 ? 199 : 299)};
   }
   std::string marker() const { return dir_.Sub("migrations.marker"); }
-
-  json::Value Run(int64_t id) {
-    auto body = daemon_.Get("/api/v1/runs/" + std::to_string(id)).Json();
-    return body ? *body : json::Value();
-  }
 
   json::Value Concluded(int64_t id, std::chrono::seconds timeout) { return test::Concluded(daemon_, id, timeout); }
   // With the daemon's output: a restart's trouble shows there.
   std::string Explain(const json::Value& run) { return test::Explain(daemon_, run) + "\n" + daemon_.Output(); }
 
-  // The shop-web service as the daemon lists it.
-  json::Value Web() {
-    auto body = daemon_.Get("/api/v1/services").Json();
-    if (body && body->Find("services")) {
-      for (const auto& s : body->Find("services")->items()) {
-        if (StringField(s, "name") == "shop-web") return s;
-      }
-    }
-    return json::Value();
-  }
-
-  std::string ServedVersion() {
-    const json::Value web = Web();
-    if (NumberField(web, "port") <= 0) return "";
-    auto page = Http(static_cast<int>(NumberField(web, "port")), "GET", "/").Json();
-    return page ? StringField(*page, "version") : "";
-  }
-
   std::vector<pid_t> ShopServers() { return ProcessesIn(daemon_.state_dir(), "bin/shop serve"); }
-
-  TempDir dir_{"run-crash"};
-  FixtureRepo repo_{dir_.path(), "shop"};
-  DaemonUnderTest daemon_{dir_.path()};
 };
 
 TEST_P(RunCrashTest, AKillDuringAJobRunEndsTheRunOnceWithOneService) {
@@ -164,14 +119,13 @@ TEST_P(RunCrashTest, AKillDuringAJobRunEndsTheRunOnceWithOneService) {
       Concluded(static_cast<int64_t>(NumberField(runs->Find("runs")->items()[0], "id")), std::chrono::seconds(30));
   ASSERT_EQ(StringField(setup, "status"), "success") << Explain(setup);
   ASSERT_TRUE(WaitUntil([&] { return ServedVersion() == "1"; }, std::chrono::seconds(10))) << daemon_.Output();
-  const auto first_web = static_cast<pid_t>(NumberField(Web(), "pid"));
+  const auto first_web = static_cast<pid_t>(NumberField(ProductionWeb(), "pid"));
   ASSERT_EQ(ShopServers(), std::vector<pid_t>{first_web});
   ASSERT_EQ(CountLines(marker()), 0) << "declaring the job does not run it";
 
-  // A release; the daemon dies while its migration job runs.
-  ASSERT_TRUE(repo_.WriteFile("VERSION", "2\n"));
-  // [skip ci]: the production flow's Git trigger stays out of it; the test starts the run.
-  ASSERT_FALSE(repo_.Commit("version 2 [skip ci]").empty());
+  // A release, which the test starts itself; the daemon dies while its
+  // migration job runs.
+  ASSERT_FALSE(CommitVersion("2").empty());
   ASSERT_TRUE(repo_.Push());
   ASSERT_EQ(daemon_.Post("/api/v1/repositories/shop/sync", Writer()).status, 200);
   auto started = daemon_.Post("/api/v1/release-flows/production/runs", Writer(), "{}");
@@ -198,9 +152,8 @@ TEST_P(RunCrashTest, AKillDuringAJobRunEndsTheRunOnceWithOneService) {
   }
 
   // Started again on the same state: the old service is adopted, not doubled.
-  ASSERT_TRUE(daemon_.StartWithConfig(Config()));
-  ASSERT_TRUE(daemon_.WaitReady()) << daemon_.Output();
-  EXPECT_EQ(static_cast<pid_t>(NumberField(Web(), "pid")), first_web) << daemon_.Output();
+  ASSERT_TRUE(StartDaemon(Config()));
+  EXPECT_EQ(static_cast<pid_t>(NumberField(ProductionWeb(), "pid")), first_web) << daemon_.Output();
   // (How many servers run right now is not asserted: under load the adopted
   // one may be mid-restart by its supervisor. Once the run has ended there
   // must be exactly one; that is checked below.)
@@ -230,7 +183,7 @@ TEST_P(RunCrashTest, AKillDuringAJobRunEndsTheRunOnceWithOneService) {
 
   // Exactly one web server: the new version's, alone on its port.
   EXPECT_EQ(ServedVersion(), "2") << Explain(run);
-  const json::Value web = Web();
+  const json::Value web = ProductionWeb();
   const auto web_pid = static_cast<pid_t>(NumberField(web, "pid"));
   EXPECT_NE(web_pid, first_web) << "the release replaced the adopted server";
   EXPECT_EQ(ShopServers(), std::vector<pid_t>{web_pid}) << "no duplicate shop server";

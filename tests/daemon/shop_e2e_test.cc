@@ -4,7 +4,6 @@
 // serves the new version, and a rollback to an earlier release serves that
 // one again. Real builds, jobs and services (python3) on this host.
 #include <gtest/gtest.h>
-#include <signal.h>
 
 #include <Poco/Net/HTTPRequestHandler.h>
 #include <Poco/Net/HTTPRequestHandlerFactory.h>
@@ -14,15 +13,12 @@
 #include <Poco/Net/ServerSocket.h>
 
 #include <atomic>
-#include <filesystem>
 
 #include "tests/daemon/run_waits.h"
-#include "tests/daemon/write_fixture.h"
+#include "tests/daemon/shop_fixture.h"
 
 namespace gitopsd::test {
 namespace {
-
-namespace fs = std::filesystem;
 
 // Where the production flow's Message node posts: counts what it gets.
 class Receiver {
@@ -64,57 +60,24 @@ class Receiver {
   Poco::Net::HTTPServer server_;
 };
 
-class ShopTest : public ::testing::Test {
+class ShopTest : public ShopFixture {
  protected:
-  void SetUp() override {
-    const fs::path example = fs::path(GITOPSD_EXAMPLES_DIR) / "shop";
-    fs::copy(example, repo_.work_path(), fs::copy_options::recursive | fs::copy_options::overwrite_existing);
-    ASSERT_TRUE(repo_.MakeExecutable("bin/shop"));
-    ASSERT_FALSE(repo_.Commit("the shop").empty());
-    ASSERT_TRUE(repo_.Push());
-    ASSERT_TRUE(WriteTextFile(
-        dir_.Sub("tokens.json"),
-        "[{\"name\": \"ci\", \"role\": \"write\", \"sha256\": \"" +
-            daemon::ToHex(daemon::HashToken(kWriteToken)) + "\"}]\n"));
-    daemon_.SetEnv("GITOPSD_RUNNER_POLL", "100ms");
-    const std::string config =
-        "{\"stateDir\": \"@STATE@\", \"listen\": \"127.0.0.1:@PORT@\", \"apiTokensFile\": "
-        "\"tokens.json\", \"repositories\": [{\"name\": \"shop\", \"url\": \"" +
-        repo_.file_url() +
-        "\", \"pollInterval\": \"1h\", \"sync\": {\"writeBack\": false}}], \"runtime\": "
-        "{\"portRange\": [21000, 21999]}, \"log\": {\"level\": \"debug\"}}";
-    ASSERT_TRUE(daemon_.StartWithConfig(config));
-    ASSERT_TRUE(daemon_.WaitReady()) << daemon_.Output();
-  }
+  ShopTest() : ShopFixture("shop-e2e") {}
 
-  // Services outlive the daemon by design: end them here, by their pids.
-  void TearDown() override {
-    KillReportedServices(daemon_);
-    daemon_.Stop();
+  void SetUp() override {
+    ASSERT_TRUE(CopyShop());
+    ASSERT_TRUE(CommitShop());
+    ASSERT_TRUE(WriteTokens());
+    ASSERT_TRUE(StartDaemon(ShopConfig({21000, 21999})));
   }
 
   // Waits for the run to conclude; its JSON.
   json::Value Concluded(int64_t id) { return test::Concluded(daemon_, id, std::chrono::seconds(90)); }
   std::string Explain(const json::Value& run) { return test::Explain(daemon_, run); }
 
-  // The version the shop's web service answers with ("" when it does not).
-  std::string ServedVersion() {
-    auto body = daemon_.Get("/api/v1/services").Json();
-    if (!body || !body->Find("services")) return "";
-    for (const auto& s : body->Find("services")->items()) {
-      if (StringField(s, "name") != "shop-web") continue;
-      const int port = static_cast<int>(NumberField(s, "port"));
-      auto page = Http(port, "GET", "/").Json();
-      return page ? StringField(*page, "version") : "";
-    }
-    return "";
-  }
-
   int64_t Release(const std::string& version) {
-    EXPECT_TRUE(repo_.WriteFile("VERSION", version + "\n"));
-    // [skip ci]: the production flow's Git trigger stays out of it; this
-    // test starts the release itself, with a NOTIFY_URL.
-    EXPECT_FALSE(repo_.Commit("version " + version + " [skip ci]").empty());
+    // The test starts the release itself, with a NOTIFY_URL.
+    EXPECT_FALSE(CommitVersion(version).empty());
     EXPECT_TRUE(repo_.Push());
     EXPECT_EQ(daemon_.Post("/api/v1/repositories/shop/sync", Writer()).status, 200);
     auto started = daemon_.Post("/api/v1/release-flows/production/runs", Writer(),
@@ -124,9 +87,6 @@ class ShopTest : public ::testing::Test {
     return body ? static_cast<int64_t>(NumberField(*body, "id")) : -1;
   }
 
-  TempDir dir_{"shop-e2e"};
-  FixtureRepo repo_{dir_.path(), "shop"};
-  DaemonUnderTest daemon_{dir_.path()};
   Receiver receiver_;
 };
 
