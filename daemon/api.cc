@@ -30,6 +30,7 @@
 #include "daemon/api_listen.h"
 #include "daemon/api_previews.h"
 #include "daemon/api_resources.h"
+#include "daemon/api_routes.h"
 #include "daemon/api_runs.h"
 #include "daemon/api_write.h"
 #include "daemon/metrics.h"
@@ -76,6 +77,14 @@ class Router {
 
   // Waits in progress (for a push) end early; no new ones start.
   void BeginStop() { stopping_ = true; }
+
+  // One answered request, for /metrics.
+  void Count(const std::string& method, const std::string& path, int status,
+             std::chrono::steady_clock::time_point started) {
+    if (!deps_.metrics) return;
+    const std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
+    deps_.metrics->RecordHttpRequest(MethodLabel(method), RouteTemplate(path), status, took.count());
+  }
 
   Response Handle(const Request& req) {
     const std::vector<std::string> p = SplitPath(req.path);
@@ -473,6 +482,7 @@ class Handler : public Poco::Net::HTTPRequestHandler {
   void handleRequest(Poco::Net::HTTPServerRequest& in,
                      Poco::Net::HTTPServerResponse& out) override {
     const uint64_t connection = tls_connection;
+    const auto started = std::chrono::steady_clock::now();
     guard_.Arm(connection);  // the headers are in; now the body
     Response r;
     try {
@@ -484,10 +494,10 @@ class Handler : public Poco::Net::HTTPRequestHandler {
       r = std::move(*dispatched);
     } catch (const std::exception& e) {
       if (guard_.Expired(connection)) return;
-      spdlog::error("{} {}: {}", in.getMethod(), in.getURI(), e.what());
+      spdlog::error("{} {}: {}", in.getMethod(), PathForLog(path_), e.what());
       r = ErrorResponse(500, "internal", e.what());
     }
-    spdlog::debug("{} {} -> {}", in.getMethod(), in.getURI(), r.status);
+    spdlog::debug("{} {} -> {}", in.getMethod(), PathForLog(path_), r.status);
     out.setStatusAndReason(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(r.status));
     for (const auto& [k, v] : r.headers) out.set(k, v);
     out.set("Cache-Control", "no-store");
@@ -501,6 +511,7 @@ class Handler : public Poco::Net::HTTPRequestHandler {
       out.setContentLength64(static_cast<Poco::Int64>(r.body.size()));
       out.send().write(r.body.data(), static_cast<std::streamsize>(r.body.size()));
     }
+    router_.Count(in.getMethod(), path_, r.status, started);
     guard_.ArmForNextRequest(connection);
   }
 
@@ -530,6 +541,7 @@ class Handler : public Poco::Net::HTTPRequestHandler {
     try {
       Poco::URI uri(in.getURI());
       req.path = uri.getPath();
+      path_ = req.path;
       for (const auto& [k, v] : uri.getQueryParameters()) req.query[k] = v;
     } catch (const Poco::Exception& e) {
       return ErrorResponse(400, "bad_request", "malformed URI: " + e.displayText());
@@ -590,6 +602,7 @@ class Handler : public Poco::Net::HTTPRequestHandler {
   Router& router_;
   SlowClientGuard& guard_;
   size_t max_body_;
+  std::string path_;  // the request's path once parsed (a handler serves one request)
 };
 
 class HandlerFactory : public Poco::Net::HTTPRequestHandlerFactory {

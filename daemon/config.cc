@@ -186,6 +186,7 @@ class ConfigReader {
     }
     if (const auto* log = root.Find("log"); log && log->is_object()) {
       if (const auto* v = String(*log, "level")) c.log_level = *v;
+      if (const auto* v = String(*log, "format")) c.log_format = *v;
     }
     if (!problems_.empty()) return Fail(Joined());
     return c;

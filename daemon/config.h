@@ -90,7 +90,8 @@ struct Config {
   int port_range_last = 29999;
   std::optional<PostgresSettings> postgres;  // unset: sqlite addons only
   std::string preview_url = "http://127.0.0.1:{port}";  // runtime.previewUrl
-  std::string log_level = "info";
+  std::string log_level = "info";   // log.level
+  std::string log_format = "text";  // log.format: text or json
   // Things worth telling the operator once logging is up (defaults chosen
   // on their behalf, for instance).
   std::vector<std::string> notes;

@@ -22,6 +22,8 @@ constexpr const char* kServeFooter = R"(Examples:
 
 Quick mode syncs one repository; its name is the URL's last segment, and state goes
 to ./.gitopsd-state unless --state-dir says otherwise. Stop with SIGTERM or Ctrl-C.
+Logs go to stdout; under systemd (JOURNAL_STREAM names stdout) each line carries its
+syslog priority (<6> info, <4> warn, <3> error) and no time, which the journal adds.
 Exit codes: 0 stopped cleanly, 1 runtime failure (state database, listen address),
 2 bad configuration or usage.)";
 
@@ -62,8 +64,13 @@ int Main(int argc, char** argv) {
                         "Quick mode: API tokens file enabling writes")
       ->needs(repo_opt);
   serve_cmd->add_option("--log-level", serve.log_level,
-                        "trace, debug, info, warn, error or off (overrides the configuration)")
-      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+                        "trace, debug, info, warn, error, critical or off (overrides log.level "
+                        "of the configuration; default info)")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  serve_cmd->add_option("--log-format", serve.log_format,
+                        "text or json: one JSON object a line (overrides log.format of the "
+                        "configuration; default text)")
+      ->check(CLI::IsMember({"text", "json"}));
 
   gitopsd::daemon::ValidateOptions validate;
   CLI::App* validate_cmd =

@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include "daemon/process_stats.h"
+
 namespace gitopsd::daemon {
 
 namespace {
@@ -123,6 +125,15 @@ void Registry::RemoveWhere(const std::string& name, const std::string& key,
   });
 }
 
+void Registry::Replace(const std::string& name,
+                       const std::vector<std::pair<Labels, double>>& series) {
+  std::lock_guard lock(mu_);
+  Family* f = Find(name);
+  if (!f) return;
+  f->series.clear();
+  for (const auto& [labels, value] : series) f->series[labels].value = value;
+}
+
 std::string Registry::Render() const {
   std::lock_guard lock(mu_);
   std::string out;
@@ -174,6 +185,59 @@ constexpr const char* kTriggerFetches = "gitopsd_trigger_fetches_total";
 constexpr const char* kTriggerEvents = "gitopsd_trigger_events_total";
 constexpr const char* kWebhookDeliveries = "gitopsd_webhook_deliveries_total";
 constexpr const char* kConflictsTotal = "gitopsd_conflicts_total";
+constexpr const char* kHttpRequests = "gitopsd_http_requests_total";
+constexpr const char* kHttpDuration = "gitopsd_http_request_duration_seconds";
+constexpr const char* kRunsTotal = "gitopsd_runs_total";
+constexpr const char* kRunsActive = "gitopsd_runs_active";
+constexpr const char* kPreviews = "gitopsd_previews";
+constexpr const char* kProcessRss = "process_resident_memory_bytes";
+constexpr const char* kProcessVsize = "process_virtual_memory_bytes";
+constexpr const char* kProcessCpu = "process_cpu_seconds_total";
+constexpr const char* kProcessStart = "process_start_time_seconds";
+constexpr const char* kProcessOpenFds = "process_open_fds";
+constexpr const char* kProcessMaxFds = "process_max_fds";
+
+constexpr const char* kFlowKinds[] = {"ReleaseFlow", "Template", "PreviewTemplate"};
+constexpr const char* kActiveRunStates[] = {"pending", "queued", "running", "approval_wait"};
+constexpr const char* kLivePreviewStates[] = {"queued",       "deploying",       "ready", "failed",
+                                              "tearing_down", "teardown_failed"};
+
+bool IsConcluded(const std::string& status) {
+  return status == "success" || status == "failure" || status == "aborted";
+}
+
+void DescribeRuntimeSeries(Registry& r) {
+  using T = Registry::Type;
+  r.Describe(kHttpRequests, T::kCounter,
+             "HTTP requests answered, by method, route template and status code.");
+  r.Describe(kHttpDuration, T::kHistogram,
+             "Time from a request's headers to the end of its answer, by method and route template "
+             "(a followed run log counts until it ends).",
+             {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30});
+  r.Describe(kRunsTotal, T::kCounter,
+             "Concluded runs recorded in the state database, by flow kind, flow and result "
+             "(success, failure, aborted).");
+  r.Describe(kRunsActive, T::kGauge,
+             "Runs not concluded yet, by flow kind and state (pending, queued, running, approval_wait).");
+  r.Describe(kPreviews, T::kGauge, "Live preview environments by state.");
+  r.Describe(kProcessRss, T::kGauge, "Resident memory size in bytes.");
+  r.Describe(kProcessVsize, T::kGauge, "Virtual memory size in bytes.");
+  r.Describe(kProcessCpu, T::kCounter, "User and system CPU time spent in seconds.");
+  r.Describe(kProcessStart, T::kGauge, "Start time of the process since the Unix epoch in seconds.");
+  r.Describe(kProcessOpenFds, T::kGauge, "Number of open file descriptors.");
+  r.Describe(kProcessMaxFds, T::kGauge, "Maximum number of open file descriptors.");
+}
+
+void CollectProcess(Registry& r) {
+  auto stats = ReadProcessStats();
+  if (!stats) return;
+  r.Set(kProcessRss, {}, stats->resident_memory_bytes);
+  r.Set(kProcessVsize, {}, stats->virtual_memory_bytes);
+  r.Set(kProcessCpu, {}, stats->cpu_seconds);
+  r.Set(kProcessStart, {}, stats->start_time_seconds);
+  r.Set(kProcessOpenFds, {}, stats->open_fds);
+  if (stats->max_fds > 0) r.Set(kProcessMaxFds, {}, stats->max_fds);
+}
 }  // namespace
 
 DaemonMetrics::DaemonMetrics() {
@@ -209,6 +273,51 @@ DaemonMetrics::DaemonMetrics() {
   for (const char* kind : {"Template", "ReleaseFlow", "PreviewTemplate"}) {
     registry_.Set(kObjects, {{"kind", kind}}, 0);
   }
+  DescribeRuntimeSeries(registry_);
+  SetRuns({});
+  SetPreviews({});
+  collectors_.push_back([this] { CollectProcess(registry_); });
+}
+
+void DaemonMetrics::RecordHttpRequest(std::string_view method, std::string_view route, int code,
+                                      double seconds) {
+  const std::string m(method), r(route);
+  registry_.Add(kHttpRequests, {{"method", m}, {"route", r}, {"code", std::to_string(code)}});
+  registry_.Observe(kHttpDuration, {{"method", m}, {"route", r}}, seconds);
+}
+
+void DaemonMetrics::SetRuns(const std::vector<RunTally>& tallies) {
+  std::map<Labels, double> totals, active;
+  for (const char* kind : kFlowKinds) {
+    for (const char* state : kActiveRunStates) active[{{"kind", kind}, {"status", state}}] = 0;
+  }
+  for (const RunTally& t : tallies) {
+    if (IsConcluded(t.status)) {
+      totals[{{"kind", t.flow_kind}, {"flow", t.flow}, {"result", t.status}}] += static_cast<double>(t.count);
+    } else {
+      active[{{"kind", t.flow_kind}, {"status", t.status}}] += static_cast<double>(t.count);
+    }
+  }
+  registry_.Replace(kRunsTotal, {totals.begin(), totals.end()});
+  registry_.Replace(kRunsActive, {active.begin(), active.end()});
+}
+
+void DaemonMetrics::SetPreviews(const std::map<std::string, double>& by_state) {
+  std::map<Labels, double> series;
+  for (const char* state : kLivePreviewStates) series[{{"state", state}}] = 0;
+  for (const auto& [state, count] : by_state) series[{{"state", state}}] = count;
+  registry_.Replace(kPreviews, {series.begin(), series.end()});
+}
+
+void DaemonMetrics::AddCollector(std::function<void()> collect) {
+  std::lock_guard lock(collect_mu_);
+  collectors_.push_back(std::move(collect));
+}
+
+std::string DaemonMetrics::Render() {
+  std::lock_guard lock(collect_mu_);
+  for (const auto& collect : collectors_) collect();
+  return registry_.Render();
 }
 
 void DaemonMetrics::RegisterRepository(const std::string& repo) {

@@ -3,6 +3,8 @@
 // series told apart by labels. Thread-safe; rendering takes a consistent
 // snapshot. DaemonMetrics names the series gitopsd exports.
 #pragma once
+#include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -28,6 +30,9 @@ class Registry {
   void Observe(const std::string& name, const Labels& labels, double value);  // histogram
   // Drops every series of `name` whose label `key` equals `value`.
   void RemoveWhere(const std::string& name, const std::string& key, const std::string& value);
+  // Replaces every series of a counter or gauge at once (a scrape never
+  // sees the family half updated).
+  void Replace(const std::string& name, const std::vector<std::pair<Labels, double>>& series);
 
   std::string Render() const;
 
@@ -54,9 +59,18 @@ class Registry {
   std::map<std::string, Family> families_;
 };
 
+// One count of runs in the runner's tables.
+struct RunTally {
+  std::string flow_kind;  // "ReleaseFlow", "Template", "PreviewTemplate"
+  std::string flow;       // the flow's name
+  std::string status;     // runner::RunStatusName
+  int64_t count = 0;
+};
+
 // The series of DESIGN §8's /metrics, with typed setters.
 class DaemonMetrics {
  public:
+  // Registers the process_* collector (process_stats.h).
   DaemonMetrics();
 
   void RegisterRepository(const std::string& repo);
@@ -80,13 +94,30 @@ class DaemonMetrics {
   void RecordTriggerEvent(const std::string& result);                     // "fired", "skipped"
   void RecordWebhook(const std::string& source, const std::string& result);  // ("github", "accepted")
 
-  std::string Render() const { return registry_.Render(); }
+  // One answered HTTP request. `route` is a template (api_routes.h), never
+  // a raw path; `method` a MethodLabel.
+  void RecordHttpRequest(std::string_view method, std::string_view route, int code, double seconds);
+  // Every run the runner's tables hold: concluded ones are the counter
+  // gitopsd_runs_total{kind,flow,result}, the others the gauge
+  // gitopsd_runs_active{kind,status} (0 for states without runs).
+  void SetRuns(const std::vector<RunTally>& tallies);
+  // Live previews by state (previews::PreviewStatusName); states not given are 0.
+  void SetPreviews(const std::map<std::string, double>& by_state);
+
+  // Something to bring up to date before each scrape (values read from a
+  // store or from /proc). Collectors run one scrape at a time, in the
+  // scraping thread; they must not call Render.
+  void AddCollector(std::function<void()> collect);
+  // Runs the collectors, then renders.
+  std::string Render();
   Registry& registry() { return registry_; }
 
  private:
   Registry registry_;
   std::mutex mu_;
   std::map<std::string, std::string> applied_;  // repo -> commit in the info series
+  std::mutex collect_mu_;                       // one scrape at a time runs collectors
+  std::vector<std::function<void()>> collectors_;
 };
 
 }  // namespace gitopsd::daemon

@@ -28,6 +28,7 @@
 #include "daemon/mirrors.h"
 #include "daemon/notify.h"
 #include "daemon/poller.h"
+#include "daemon/state_metrics.h"
 #include "daemon/runner/engine.h"
 #include "daemon/runner/executor.h"
 #include "daemon/runtime/addons.h"
@@ -46,10 +47,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-void PrintFatal(const std::string& message) {
-  std::fprintf(stderr, "gitopsd: %s\n", message.c_str());
-  std::fflush(stderr);
-}
+void PrintFatal(const std::string& message) { ReportFatal(message); }
 
 // Creates the folder and its missing parents; the folders it creates are
 // private (0700): the state holds secrets.
@@ -642,6 +640,7 @@ class Daemon {
                              }};
     ApplyEnvironment(&preview_deps);
     previews_ = std::make_unique<PreviewManager>(std::move(preview_deps));
+    CollectStateMetrics(metrics_, *engine_, *preview_store_);
     firing_ = std::make_unique<RunFiring>(*runs_, previews_.get());
     flows_with_triggers_ = std::make_unique<FlowsWithTriggers>(*store_);
     dispatcher_ = std::make_unique<triggers::Dispatcher>(
@@ -725,8 +724,11 @@ int RunServe(const ServeRequest& request) {
     PrintFatal("bad configuration:\n" + config.error().message);
     return kExitConfig;
   }
-  const std::string& level = request.log_level.empty() ? config->log_level : request.log_level;
-  if (auto s = SetUpLogging(level); !s) {
+  // The command line wins over the configuration, which wins over the defaults.
+  LogSettings log{config->log_level, config->log_format};
+  if (!request.log_level.empty()) log.level = request.log_level;
+  if (!request.log_format.empty()) log.format = request.log_format;
+  if (auto s = SetUpLogging(log); !s) {
     PrintFatal(s.error().message);
     return kExitConfig;
   }

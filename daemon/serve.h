@@ -12,7 +12,8 @@ namespace gitopsd::daemon {
 struct ServeRequest {
   std::string config_path = std::string(kDefaultConfigPath);
   std::optional<QuickOptions> quick;  // set: ignore config_path
-  std::string log_level;              // overrides the configuration when set
+  std::string log_level;              // overrides the configuration's log.level when set
+  std::string log_format;             // overrides the configuration's log.format when set
 };
 
 // Exit codes of `gitopsd serve`.

@@ -247,6 +247,12 @@ RunResult<std::vector<RunRecord>> Engine::Impl::List(const RunFilter& filter) {
   return std::move(*runs);
 }
 
+RunResult<std::vector<RunCount>> Engine::Impl::Count() {
+  auto counts = store_->Count();
+  if (!counts) return std::unexpected(Internal(counts.error()));
+  return std::move(*counts);
+}
+
 RunResult<void> Engine::Impl::Cancel(int64_t id) {
   std::lock_guard lock(mu_);
   auto run = store_->Get(id, /*with_nodes=*/false);
@@ -326,6 +332,7 @@ Result<std::unique_ptr<Engine>> Engine::Open(EngineOptions options, NodeExecutor
 RunResult<int64_t> Engine::Start(const StartRequest& request) { return impl_->Start(request); }
 RunResult<RunRecord> Engine::Get(int64_t id) { return impl_->Get(id); }
 RunResult<std::vector<RunRecord>> Engine::List(const RunFilter& filter) { return impl_->List(filter); }
+RunResult<std::vector<RunCount>> Engine::Count() { return impl_->Count(); }
 RunResult<void> Engine::Cancel(int64_t id) { return impl_->Cancel(id); }
 RunResult<void> Engine::Approve(int64_t id) { return impl_->Approve(id); }
 RunResult<RunStatus> Engine::Wait(int64_t id, milliseconds timeout) { return impl_->Wait(id, timeout); }

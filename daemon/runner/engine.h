@@ -151,6 +151,7 @@ class Engine {
 
   RunResult<RunRecord> Get(int64_t id);                       // with its nodes
   RunResult<std::vector<RunRecord>> List(const RunFilter& filter);  // without nodes
+  RunResult<std::vector<RunCount>> Count();                         // RunStore::Count
 
   // Aborts the run: running nodes see cancelled() and end "aborted", nodes
   // not started end "skipped"; the run ends "aborted". Returns at once.

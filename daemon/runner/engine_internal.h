@@ -124,6 +124,7 @@ class Engine::Impl {
   RunResult<int64_t> Start(const StartRequest& request);
   RunResult<RunRecord> Get(int64_t id);
   RunResult<std::vector<RunRecord>> List(const RunFilter& filter);
+  RunResult<std::vector<RunCount>> Count();
   RunResult<void> Cancel(int64_t id);
   RunResult<void> Approve(int64_t id);
   RunResult<RunStatus> Wait(int64_t id, milliseconds timeout);

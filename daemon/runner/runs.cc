@@ -385,6 +385,17 @@ Result<std::vector<RunRecord>> RunStore::List(const RunFilter& filter) {
   return sqlite::ReadAll<RunRecord>(*st, ReadRun);
 }
 
+Result<std::vector<RunCount>> RunStore::Count() {
+  std::lock_guard lock(mu_);
+  auto st = db_.Prepare(
+      "SELECT flow_kind, flow_name, status, COUNT(*) FROM runner_runs GROUP BY flow_kind, flow_name, status");
+  if (!st) return std::unexpected(st.error());
+  return sqlite::ReadAll<RunCount>(*st, [](const sqlite::Statement& row) {
+    return RunCount{row.Text(0), row.Text(1), ParseRunStatus(row.Text(2)).value_or(RunStatus::kPending),
+                    row.Int(3)};
+  });
+}
+
 Status RunStore::SetRunStatus(int64_t id, RunStatus status, const std::string* error) {
   std::lock_guard lock(mu_);
   auto st = db_.Cached(

@@ -98,6 +98,14 @@ struct RunFilter {
   bool oldest_first = false;
 };
 
+// How many runs of one flow are in one status.
+struct RunCount {
+  std::string flow_kind;
+  std::string flow_name;
+  RunStatus status = RunStatus::kPending;
+  int64_t count = 0;
+};
+
 // A change to one node. Unset fields keep their value.
 struct NodeUpdate {
   std::optional<NodeStatus> status;
@@ -127,6 +135,8 @@ class RunStore {
 
   Result<std::optional<RunRecord>> Get(int64_t id, bool with_nodes = true);
   Result<std::vector<RunRecord>> List(const RunFilter& filter);  // without nodes
+  // Every run the tables hold, counted by flow and status (for metrics).
+  Result<std::vector<RunCount>> Count();
 
   // Sets the status (and error unless null); stamps started_at when it
   // becomes running for the first time and ended_at when it finishes.

@@ -40,6 +40,7 @@ TEST_F(ConfigTest, AMinimalFileGetsEveryDefault) {
   EXPECT_EQ(c->listen, "127.0.0.1:7780");
   EXPECT_EQ(c->api_tokens_file, "");
   EXPECT_EQ(c->log_level, "info");
+  EXPECT_EQ(c->log_format, "text");
   EXPECT_EQ(c->runtime_kind, "process");
   EXPECT_EQ(c->port_range_first, 20000);
   EXPECT_EQ(c->port_range_last, 29999);
@@ -73,12 +74,13 @@ TEST_F(ConfigTest, EveryFieldIsRead) {
              "maxFileBytes": 4096, "maxDepth": 8}
   }],
   "runtime": {"kind": "process", "portRange": [30000, 30010]},
-  "log": {"level": "debug"}
+  "log": {"level": "debug", "format": "json"}
 })");
   ASSERT_TRUE(c.has_value()) << c.error().message;
   EXPECT_EQ(c->state_dir, "/srv/gitopsd");
   EXPECT_EQ(c->listen, "0.0.0.0:9000");
   EXPECT_EQ(c->log_level, "debug");
+  EXPECT_EQ(c->log_format, "json");
   EXPECT_EQ(c->port_range_first, 30000);
   EXPECT_EQ(c->port_range_last, 30010);
   const RepositorySettings& r = c->repositories.at(0);
@@ -118,6 +120,16 @@ TEST_F(ConfigTest, ABadDurationIsRefusedWithItsPosition) {
   const std::string& m = c.error().message;
   EXPECT_NE(m.find(":2:"), std::string::npos) << m;
   EXPECT_NE(m.find("5 minutes"), std::string::npos) << m;
+}
+
+TEST_F(ConfigTest, AnUnknownLogFormatOrLevelIsRefusedWithItsPosition) {
+  auto c = Load("{\"log\": {\"level\": \"info\",\n  \"format\": \"logfmt\"}}");
+  ASSERT_FALSE(c.has_value());
+  EXPECT_NE(c.error().message.find(":2:"), std::string::npos) << c.error().message;
+  EXPECT_NE(c.error().message.find("logfmt"), std::string::npos) << c.error().message;
+  auto level = Load(R"({"log": {"level": "verbose"}})");
+  ASSERT_FALSE(level.has_value());
+  EXPECT_NE(level.error().message.find("verbose"), std::string::npos) << level.error().message;
 }
 
 TEST_F(ConfigTest, AZeroDurationIsRefused) {

@@ -114,7 +114,7 @@ void ReplaceAll(std::string& s, const std::string& from, const std::string& to) 
   }
   SpawnOptions options;
   options.cwd = dir_;
-  options.output_file = dir_ + "/gitopsd.log";
+  options.output_file = log_path();
   options.env = env_;
   auto p = Process::Start(argv, options);
   if (!p) return ::testing::AssertionFailure() << p.error().message;

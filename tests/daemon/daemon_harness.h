@@ -67,6 +67,8 @@ class DaemonUnderTest {
   int port() const { return port_; }
   std::string state_dir() const { return dir_ + "/state"; }
   std::string config_path() const { return dir_ + "/gitopsd.json"; }
+  // Where the daemon's stdout and stderr go (appended to across restarts).
+  std::string log_path() const { return dir_ + "/gitopsd.log"; }
   Process& process() { return *process_; }
   std::string Output() const { return process_ ? process_->Output() : ""; }
 

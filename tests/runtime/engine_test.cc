@@ -12,6 +12,7 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <tuple>
 
 #include "tests/support/temp_dir.h"
 
@@ -732,6 +733,24 @@ TEST_F(EngineTest, RunsAreListedPerFlowNewestFirst) {
   EXPECT_EQ((*runs)[1].id, a);
   EXPECT_TRUE((*runs)[0].nodes.empty());
   EXPECT_EQ(engine_->Get(12345).error().code, RunError::Code::kNotFound);
+}
+
+TEST_F(EngineTest, RunsAreCountedPerFlowAndStatus) {
+  executor_.On("bad", [](const NodeContext&, bool, const json::Value&) { return NodeOutcome::Failure("no"); });
+  json::Value good = Flow(R"([{"kind": "Build", "ref": "a", "spec": {}}])");
+  json::Value bad = Flow(R"([{"kind": "Build", "ref": "bad", "spec": {}}])");
+  for (int64_t id : {Start(good, "{}", "{}", "shop"), Start(good, "{}", "{}", "shop"), Start(bad, "{}", "{}", "shop"),
+                     Start(good, "{}", "{}", "other")}) {
+    Finish(id);
+  }
+  auto counts = engine_->Count();
+  ASSERT_TRUE(counts.has_value());
+  std::map<std::tuple<std::string, std::string, RunStatus>, int64_t> seen;
+  for (const RunCount& c : *counts) seen[{c.flow_kind, c.flow_name, c.status}] = c.count;
+  EXPECT_EQ(seen.size(), 3u);
+  EXPECT_EQ((seen[{"ReleaseFlow", "shop", RunStatus::kSuccess}]), 2);
+  EXPECT_EQ((seen[{"ReleaseFlow", "shop", RunStatus::kFailure}]), 1);
+  EXPECT_EQ((seen[{"ReleaseFlow", "other", RunStatus::kSuccess}]), 1);
 }
 
 // ---- overhead --------------------------------------------------------------
