@@ -6,22 +6,17 @@
 #include <Poco/Net/HTTPResponse.h>
 #include <Poco/Net/HTTPSClientSession.h>
 #include <Poco/Net/NetException.h>
-#include <Poco/Net/NetSSL.h>
 #include <Poco/Net/SSLException.h>
 #include <Poco/Net/SocketAddress.h>
 #include <Poco/Net/StreamSocket.h>
 #include <Poco/StreamCopier.h>
 #include <Poco/URI.h>
-#include <arpa/inet.h>
-#include <openssl/ssl.h>
-#include <openssl/x509_vfy.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
-#include <mutex>
 
+#include "daemon/tls_client.h"
 #include "sync/json.h"
 
 namespace gitopsd::ctl {
@@ -100,48 +95,8 @@ struct Client::Transport {
 
 namespace {
 
-// The server's name (or address) as the certificate must name it. OpenSSL
-// checks it during the handshake, by the rules browsers use; Poco's own
-// check is off, as it skips loopback names and matches a certificate's
-// names by resolving them.
-Status ExpectServerName(Context& context, const std::string& host) {
-  X509_VERIFY_PARAM* param = SSL_CTX_get0_param(context.sslContext());
-  unsigned char address[16];
-  const bool is_ip = inet_pton(AF_INET, host.c_str(), address) == 1 ||
-                     inet_pton(AF_INET6, host.c_str(), address) == 1;
-  const int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str())
-                       : X509_VERIFY_PARAM_set1_host(param, host.c_str(), host.size());
-  if (ok != 1) return Fail("cannot check the server's certificate against \"" + host + "\"");
-  return Ok();
-}
-
 Result<Context::Ptr> ClientContext(const ClientOptions& options, const std::string& host) {
-  static std::once_flag once;
-  std::call_once(once, [] { Poco::Net::initializeSSL(); });
-  Context::Params params;
-  params.verificationMode = options.insecure ? Context::VERIFY_NONE : Context::VERIFY_RELAXED;
-  if (!options.ca_file.empty()) {
-    if (::access(options.ca_file.c_str(), R_OK) != 0) {
-      return Fail("CA file " + options.ca_file + ": cannot read it");
-    }
-    params.caLocation = options.ca_file;
-  } else {
-    params.loadDefaultCAs = true;
-  }
-  params.cipherList = "HIGH:!aNULL:!eNULL:!MD5:!RC4:!3DES";
-  try {
-    Context::Ptr context = new Context(Context::TLS_CLIENT_USE, params);
-    context->requireMinimumProtocol(Context::PROTO_TLSV1_2);
-    context->enableExtendedCertificateVerification(false);
-    if (!options.insecure) {
-      if (auto s = ExpectServerName(*context, host); !s) return std::unexpected(s.error());
-    }
-    return context;
-  } catch (const Poco::Exception& e) {
-    return Fail("cannot set up TLS" +
-                (options.ca_file.empty() ? std::string() : " with the CA file " + options.ca_file) +
-                ": " + e.displayText());
-  }
+  return daemon::ClientTlsContext(daemon::TlsClientOptions{options.ca_file, options.insecure}, host);
 }
 
 }  // namespace
