@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "sync/diagnostic.h"
+#include "sync/git.h"
 #include "sync/json.h"
 #include "sync/model.h"
 
@@ -210,7 +211,36 @@ class ConfigReader {
       if (const auto* v = String(*hook, "secretFile")) s.webhook_secret_file = Absolute(base_, *v);
       if (const auto* v = String(*hook, "forgeUrl")) s.webhook_forge_url = *v;
     }
+    if (const auto* api = r.Find("forgeApi"); api && api->is_object()) ReadForgeApi(*api, s);
     return s;
+  }
+
+  // forgeApi: the forge's REST API, for VCS Message nodes (comments on pull
+  // requests). The URL defaults from the forge and the repository's web URL.
+  void ReadForgeApi(const json::Value& api, RepositorySettings& s) {
+    if (const auto* v = String(api, "type")) s.forge_api_type = *v;
+    if (const auto* v = String(api, "url")) s.forge_api_url = *v;
+    if (const auto* v = api.Find("tokenFile"); v && v->is_string()) {
+      ReadSecretFile(*v, "forgeApi.tokenFile", &s.forge_api_token_file, &s.forge_api_token);
+    }
+    while (!s.forge_api_url.empty() && s.forge_api_url.back() == '/') s.forge_api_url.pop_back();
+    if (!s.forge_api_url.empty()) return;
+    if (s.forge_api_type == "github") {
+      s.forge_api_url = "https://api.github.com";
+      return;
+    }
+    // GitLab and Gitea: the API lives on the forge's own host.
+    const std::string& web = s.webhook_forge_url.empty() ? s.url : s.webhook_forge_url;
+    const size_t scheme = web.find("://");
+    const bool http = web.starts_with("http://") || web.starts_with("https://");
+    const size_t slash = scheme == std::string::npos ? std::string::npos : web.find('/', scheme + 3);
+    if (!http || slash == std::string::npos) {
+      Problem(api, "forgeApi.url is required: the repository's URL (" + git::RedactUrl(web) +
+                       ") is not an http(s) URL of the forge; give forgeApi.url, or webhook.forgeUrl",
+              "config:forge-api");
+      return;
+    }
+    s.forge_api_url = web.substr(0, slash) + (s.forge_api_type == "gitlab" ? "/api/v4" : "/api/v1");
   }
 
   void ReadAuth(const json::Value& auth, RepositorySettings& s) {

@@ -58,6 +58,12 @@ struct RepositorySettings {
   std::string webhook_secret_file;
   std::string webhook_forge_url;  // how payloads name the repository ("" = url)
 
+  // forgeApi (VCS Message nodes): "" type = none
+  std::string forge_api_type;
+  std::string forge_api_url;  // no trailing slash
+  std::string forge_api_token;  // read from forgeApi.tokenFile; never logged
+  std::string forge_api_token_file;
+
   bool operator==(const RepositorySettings&) const = default;
 };
 

@@ -188,6 +188,43 @@ class AutorunListener final : public SyncListener {
   std::function<std::vector<std::string>()> repositories_;  // configured now
 };
 
+// "acme/shop" of https://github.com/acme/shop(.git), ssh://git@host/acme/shop
+// or git@host:acme/shop.git.
+std::string ProjectPath(std::string url) {
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  if (url.ends_with(".git")) url.resize(url.size() - 4);
+  if (const size_t scheme = url.find("://"); scheme != std::string::npos) {
+    const size_t slash = url.find('/', scheme + 3);
+    return slash == std::string::npos ? "" : url.substr(slash + 1);
+  }
+  const size_t colon = url.find(':');  // scp-like
+  return colon == std::string::npos ? "" : url.substr(colon + 1);
+}
+
+std::string_view TrimmedUrl(std::string_view url) {
+  while (!url.empty() && url.back() == '/') url.remove_suffix(1);
+  if (url.ends_with(".git")) url.remove_suffix(4);
+  return url;
+}
+
+// A repository's forge API (forgeApi), with the names it is known by.
+struct ForgeApiEntry {
+  std::string name, url, forge_url;
+  runner::ForgeApiAccess access;
+};
+
+std::vector<ForgeApiEntry> ForgeApisOf(const Config& config) {
+  std::vector<ForgeApiEntry> out;
+  for (const auto& r : config.repositories) {
+    if (r.forge_api_type.empty()) continue;
+    const std::string& web = r.webhook_forge_url.empty() ? r.url : r.webhook_forge_url;
+    out.push_back(ForgeApiEntry{r.name, r.url, r.webhook_forge_url,
+                                runner::ForgeApiAccess{r.forge_api_type, r.forge_api_url, ProjectPath(web),
+                                                       r.forge_api_token}});
+  }
+  return out;
+}
+
 // What a reload cannot change in a running daemon: (what, old, new) for
 // each setting that differs; they take effect at the next start.
 std::vector<std::string> NeedsRestart(const Config& now, const Config& next) {
@@ -222,6 +259,7 @@ class Daemon {
     config_ = config;
     loader_ = &loader;
     request_ = request;
+    SetForgeApis(config);  // before the runner resumes runs that may post messages
     if (auto s = EnsurePrivateDir(config.state_dir); !s) return Fatal(s.error().message);
     if (auto s = EnsurePrivateDir(fs::path(config.state_dir) / "repos"); !s) {
       return Fatal(s.error().message);
@@ -382,9 +420,32 @@ class Daemon {
     return target;
   }
 
+  // The forge API a VCS Message's repoUrl (or repository name) names.
+  Result<runner::ForgeApiAccess> ForgeApiFor(const std::string& repo) {
+    std::lock_guard lock(hooks_mu_);
+    for (const ForgeApiEntry& e : forge_apis_) {
+      if (e.name == repo || TrimmedUrl(e.url) == TrimmedUrl(repo) ||
+          (!e.forge_url.empty() && TrimmedUrl(e.forge_url) == TrimmedUrl(repo))) {
+        if (e.access.project.empty()) return Fail("repository " + e.name + ": cannot tell owner/name from its URL");
+        return e.access;
+      }
+    }
+    for (const auto& r : config_repositories_) {
+      if (r == repo) return Fail("repository " + r + " has no forgeApi in the configuration");
+    }
+    return Fail("no configured repository with a forgeApi is " + (repo.empty() ? std::string("\"\"") : repo) +
+                " (spec.repoUrl names it by its url, webhook.forgeUrl or name)");
+  }
+
   void SetForgeHooks(std::vector<ForgeHook> hooks) {
     std::lock_guard lock(hooks_mu_);
     forge_hooks_ = std::move(hooks);
+  }
+  void SetForgeApis(const Config& config) {
+    std::lock_guard lock(hooks_mu_);
+    forge_apis_ = ForgeApisOf(config);
+    config_repositories_.clear();
+    for (const auto& r : config.repositories) config_repositories_.push_back(r.name);
   }
   std::vector<ForgeHook> ForgeHooks() {
     std::lock_guard lock(hooks_mu_);
@@ -434,6 +495,7 @@ class Daemon {
     }
     ApplyRepositories(before, after, std::move(starting));
     SetForgeHooks(std::move(*hooks));
+    SetForgeApis(*next);
     if (tokens) {
       spdlog::info("API tokens: {} from {}", tokens->size(), next->api_tokens_file);
       tokens_->ReplaceWith(std::move(*tokens));
@@ -605,6 +667,7 @@ class Daemon {
     deps.head_of = [mirrors](const std::string& repo, const std::string& branch) {
       return mirrors->HeadOf(repo, branch);
     };
+    deps.forge_api = [this](const std::string& repo) { return ForgeApiFor(repo); };
     executor_ = runner::MakeRuntimeExecutor(std::move(deps));
 
     runner::EngineOptions engine_options;
@@ -679,6 +742,8 @@ class Daemon {
   ServeRequest request_;
   std::mutex hooks_mu_;
   std::vector<ForgeHook> forge_hooks_;
+  std::vector<ForgeApiEntry> forge_apis_;  // under hooks_mu_ too
+  std::vector<std::string> config_repositories_;
   std::string last_status_;
   std::string last_reload_error_;
   DaemonMetrics metrics_;

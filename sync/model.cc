@@ -360,11 +360,10 @@ class SemanticChecker {
   bool CheckMessage(const json::Value& node, const std::string& pointer) {
     const json::Value* spec = node.Find("spec");
     const json::Value* kind = spec && spec->is_object() ? spec->Find("kind") : nullptr;
-    if (!kind || !kind->is_string() || kind->as_string() == "RAW_WEBHOOK") return true;
-    std::string what = kind->as_string() == "VCS" || kind->as_string() == "SLACK"
-                           ? "Message kind " + Quoted(kind->as_string()) + " is not supported by gitopsd"
-                           : "unknown Message kind " + Quoted(kind->as_string());
-    findings_.Add(kind->offset(), what + "; only RAW_WEBHOOK (a POST of the message to webhookUrl) is supported here",
+    if (!kind || !kind->is_string()) return true;
+    const std::string& k = kind->as_string();
+    if (k == "RAW_WEBHOOK" || k == "SLACK" || k == "VCS") return true;
+    findings_.Add(kind->offset(), "unknown Message kind " + Quoted(k) + "; use RAW_WEBHOOK, SLACK or VCS",
                   "model:unsupported");
     findings_.Claim(pointer + "/spec");
     return false;

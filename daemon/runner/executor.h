@@ -74,6 +74,15 @@ class ResourceRegistry;
 
 namespace gitopsd::runner {
 
+// A forge's REST API, as a VCS Message node needs it to comment on a pull
+// request of a configured repository.
+struct ForgeApiAccess {
+  std::string forge;    // "github", "gitlab" or "gitea"
+  std::string api_url;  // e.g. https://api.github.com, https://gitlab.example.com/api/v4 (no trailing /)
+  std::string project;  // "acme/shop"
+  std::string token;    // never logged
+};
+
 struct RuntimeDeps {
   runtime::BuildRunner* builds = nullptr;
   runtime::JobRunner* jobs = nullptr;
@@ -85,6 +94,9 @@ struct RuntimeDeps {
   std::function<Result<std::unique_ptr<git::Repository>>(const std::string& repository)> open_mirror{};
   // The fetched head commit of `branch` of the configured repository.
   std::function<Result<std::string>(const std::string& repository, const std::string& branch)> head_of{};
+  // The forge API of the configured repository a VCS Message's repoUrl (or
+  // repository name) names; an error says why there is none. Unset: none.
+  std::function<Result<ForgeApiAccess>(const std::string& repo_url)> forge_api{};
   std::chrono::milliseconds message_timeout = std::chrono::seconds(5);
   // Action execute: when data.timeoutDuration does not say.
   std::chrono::milliseconds execute_timeout = std::chrono::minutes(10);

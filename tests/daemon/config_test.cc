@@ -233,6 +233,40 @@ TEST_F(ConfigTest, RuntimePostgresMistakesAreNamed) {
   }
 }
 
+// forgeApi: the token read from its file, the API's URL from the forge and
+// the repository's web address unless given.
+TEST_F(ConfigTest, ForgeApiUrlsDefaultFromTheForge) {
+  ASSERT_TRUE(WriteTextFile(dir_.Sub("forge.token"), "s3cret\n"));
+  auto c = Load(R"({"repositories": [
+    {"name": "a", "url": "git@github.com:acme/a.git", "forgeApi": {"type": "github", "tokenFile": "forge.token"}},
+    {"name": "b", "url": "file:///srv/mirror/b.git",
+     "webhook": {"type": "gitlab", "secretFile": "forge.token", "forgeUrl": "https://gitlab.example.com/acme/b"},
+     "forgeApi": {"type": "gitlab", "tokenFile": "forge.token"}},
+    {"name": "c", "url": "https://gitea.example.com/acme/c.git", "forgeApi": {"type": "gitea", "tokenFile": "forge.token"}},
+    {"name": "d", "url": "https://git.example.com/acme/d.git",
+     "forgeApi": {"type": "gitea", "url": "https://api.example.com/gitea/api/v1/", "tokenFile": "forge.token"}}]})");
+  ASSERT_TRUE(c.has_value()) << c.error().message;
+  EXPECT_EQ(c->repositories[0].forge_api_url, "https://api.github.com");
+  EXPECT_EQ(c->repositories[0].forge_api_token, "s3cret");
+  EXPECT_EQ(c->repositories[1].forge_api_url, "https://gitlab.example.com/api/v4");
+  EXPECT_EQ(c->repositories[2].forge_api_url, "https://gitea.example.com/api/v1");
+  EXPECT_EQ(c->repositories[3].forge_api_url, "https://api.example.com/gitea/api/v1");
+  EXPECT_EQ(c->repositories[3].forge_api_type, "gitea");
+}
+
+TEST_F(ConfigTest, ForgeApiMistakesAreNamed) {
+  // No web address to find a GitLab on.
+  auto c = Load(R"({"repositories": [{"name": "a", "url": "file:///srv/a.git",
+    "forgeApi": {"type": "gitlab", "tokenFile": "/nonexistent/token"}}]})");
+  ASSERT_FALSE(c.has_value());
+  EXPECT_NE(c.error().message.find("forgeApi.tokenFile: cannot read /nonexistent/token"), std::string::npos)
+      << c.error().message;
+  EXPECT_NE(c.error().message.find("forgeApi.url is required"), std::string::npos) << c.error().message;
+  c = Load(R"({"repositories": [{"name": "a", "url": "https://x.example.com/a.git", "forgeApi": {"type": "bitbucket", "tokenFile": "t"}}]})");
+  ASSERT_FALSE(c.has_value());
+  EXPECT_NE(c.error().message.find("bitbucket"), std::string::npos) << c.error().message;
+}
+
 TEST_F(ConfigTest, AMissingFileSaysSoAndSuggestsQuickMode) {
   auto c = LoadConfigFile(dir_.Sub("absent.json"), *loader_);
   ASSERT_FALSE(c.has_value());

@@ -14,6 +14,7 @@
 #include <filesystem>
 
 #include "sync/sqlite.h"
+#include "tests/daemon/fake_forge_api.h"
 #include "tests/daemon/run_waits.h"
 #include "tests/daemon/shop_fixture.h"
 
@@ -60,7 +61,21 @@ class PreviewsMoreTest : public ShopFixture {
   // The runtime on 23800-23999, 20 ports per test process: ctest runs every
   // case in a process of its own, in parallel, and two daemons handing out
   // one range would race for the same free port.
-  std::string Config() const { return ShopConfig(PortsOfThisProcess(23800, 10), forge_, preview_url_); }
+  std::string Config() const { return ShopConfig(PortsOfThisProcess(23800, 10), forge_, preview_url_, forge_api_); }
+
+  // Appends `node` to the setup steps of the preview template.
+  void AppendSetupStep(const std::string& node) {
+    const std::string path = repo_.work_path() + "/" + kTemplatePath;
+    auto body = json::Parse(ReadTextFile(path));
+    ASSERT_TRUE(body) << path;
+    json::Value* spec = body->Find("spec");
+    json::Value* steps = spec && spec->Find("spec") ? spec->Find("spec")->Find("steps") : nullptr;
+    ASSERT_TRUE(steps && steps->is_array()) << "spec.spec.steps in " << path;
+    auto step = json::Parse(node);
+    ASSERT_TRUE(step) << node;
+    steps->items().push_back(*step);
+    ASSERT_TRUE(repo_.WriteFile(kTemplatePath, json::Serialize(*body)));
+  }
 
   // The template's teardownSpec waits at an approval (instead of sending a
   // message): a teardown stays in progress until the test approves it.
@@ -177,7 +192,8 @@ class PreviewsMoreTest : public ShopFixture {
 
   std::string main_;
   Forge forge_ = Forge::kNone;
-  std::string preview_url_;  // runtime.previewUrl ("" = the default)
+  std::string preview_url_;
+  std::string forge_api_;  // the shop repository's forgeApi (", \"forgeApi\": {...}")  // runtime.previewUrl ("" = the default)
 };
 
 TEST_F(PreviewsMoreTest, APullRequestFoundByPollingGetsAPreviewWithoutAnyWebhook) {
@@ -424,6 +440,55 @@ TEST_F(PreviewsMoreTest, OutsideItsActiveHoursAPullRequestWaitsAndGetsItsPreview
   EXPECT_EQ(LivePreviews(), 2u);
 }
 
+// A Message node of kind VCS comments on the pull request through the
+// forge's API (forgeApi, with the token of its file) to give the preview's
+// address; a token the forge refuses fails the node, saying so, and the
+// token is never logged.
+TEST_F(PreviewsMoreTest, APreviewPostsItsAddressOnItsPullRequest) {
+  FakeForgeApi github("forge-token-1");
+  ASSERT_TRUE(WriteTextFile(dir_.Sub("github.token"), "forge-token-1\n"));
+  forge_api_ = R"(, "forgeApi": {"type": "github", "url": ")" + github.url() + R"(", "tokenFile": "github.token"})";
+  AppendSetupStep(R"({"kind": "Message", "spec": {"kind": "VCS", "spec": {
+      "vcsService": "github", "repoUrl": "https://github.com/acme/shop",
+      "pullRequestId": "${refs.app.pullRequestId}",
+      "message": "Preview ${args.name} is up: http://127.0.0.1:${refs.web.port}"}}})");
+  Start(Forge::kGitHub);
+  if (HasFatalFailure()) return;
+  const std::string first = PushPullRequest(21, "feature/commented", "21");
+  ASSERT_EQ(GitHubHook("opened", 21, "feature/commented", first, "delivery-21-1").status, 202);
+  ASSERT_TRUE(WaitForStatus("pr-21", "ready"));
+  const int port = static_cast<int>(NumberField(ServiceNamed("web-pr-21"), "port"));
+  auto posted = github.received();
+  ASSERT_EQ(posted.size(), 1u) << daemon_.Output();
+  EXPECT_EQ(posted[0].uri, "/repos/acme/shop/issues/21/comments");
+  EXPECT_EQ(posted[0].authorization, "Bearer forge-token-1");
+  EXPECT_EQ(posted[0].content_type, "application/json");
+  auto said = json::Parse(posted[0].body);
+  ASSERT_TRUE(said) << posted[0].body;
+  EXPECT_EQ(StringField(*said, "body"), "Preview pr-21 is up: http://127.0.0.1:" + std::to_string(port));
+  EXPECT_EQ(posted[0].answered, 201);
+  const json::Value setup = Run(NumberField(Preview("pr-21"), "setupRun"));
+  EXPECT_TRUE(Contains(json::SerializeCompact(setup), "#issuecomment-")) << "the comment's page is the node's output";
+
+  // The forge refuses a token: the node fails and says why; the run stops there.
+  ASSERT_TRUE(WriteTextFile(dir_.Sub("github.token"), "revoked-token\n"));
+  ASSERT_EQ(::kill(daemon_.process().pid(), SIGHUP), 0);
+  ASSERT_TRUE(LogSays("configuration reloaded"));
+  const std::string second = PushPullRequest(21, "feature/commented-again", "22");
+  ASSERT_EQ(GitHubHook("synchronize", 21, "feature/commented-again", second, "delivery-21-2").status, 202);
+  ASSERT_TRUE(WaitUntil([&] { return github.received().size() == 2; }, seconds(30))) << daemon_.Output();
+  EXPECT_EQ(github.received()[1].answered, 401);
+  ASSERT_TRUE(WaitUntil([&] {
+    const json::Value run = Run(NumberField(Preview("pr-21"), "setupRun"));
+    return StringField(run, "status") == "failure";
+  }, seconds(30))) << json::SerializeCompact(Preview("pr-21"));
+  const json::Value failed = Run(NumberField(Preview("pr-21"), "setupRun"));
+  EXPECT_TRUE(Contains(json::SerializeCompact(failed), "answered 401 Unauthorized: {\\\"message\\\": \\\"Bad credentials"))
+      << json::SerializeCompact(failed);
+  EXPECT_FALSE(Contains(daemon_.Output(), "forge-token-1")) << "the token is never logged";
+  EXPECT_FALSE(Contains(daemon_.Output(), "revoked-token"));
+}
+
 TEST_F(PreviewsMoreTest, WhatAPreviewRecordedGoneLeftBehindIsSweptAtTheNextStart) {
   Start(Forge::kNone);
   if (HasFatalFailure()) return;
@@ -500,6 +565,13 @@ TEST_F(PreviewsMoreTest, APullRequestReopenedDuringItsTeardownGetsANewPreviewOnc
 }
 
 TEST_F(PreviewsMoreTest, AGitLabMergeRequestGetsAPreviewAndABadTokenIsRefused) {
+  // The preview's address goes to the merge request as a note (GitLab's API).
+  FakeForgeApi gitlab("gitlab-token-2");
+  ASSERT_TRUE(WriteTextFile(dir_.Sub("gitlab.token"), "gitlab-token-2\n"));
+  forge_api_ = R"(, "forgeApi": {"type": "gitlab", "url": ")" + gitlab.url() + R"(/api/v4", "tokenFile": "gitlab.token"})";
+  AppendSetupStep(R"({"kind": "Message", "spec": {"kind": "VCS", "spec": {
+      "vcsService": "gitlab", "repoUrl": "https://gitlab.example.com/acme/shop.git",
+      "pullRequestId": "${refs.app.pullRequestId}", "message": "Preview ${args.name} is up"}}})");
   Start(Forge::kGitLab);
   if (HasFatalFailure()) return;
   const std::string sha = PushPullRequest(8, "feature/mr", "8", "refs/merge-requests/");
@@ -515,6 +587,12 @@ TEST_F(PreviewsMoreTest, AGitLabMergeRequestGetsAPreviewAndABadTokenIsRefused) {
   EXPECT_EQ(StringField(preview, "branch"), "feature/mr");
   EXPECT_EQ(StringField(preview, "sha"), sha);
   EXPECT_EQ(ServedVersion(StringField(preview, "url")), "8");
+  const auto notes = gitlab.received();
+  ASSERT_EQ(notes.size(), 1u) << daemon_.Output();
+  EXPECT_EQ(notes[0].uri, "/api/v4/projects/acme%2Fshop/merge_requests/8/notes");
+  EXPECT_EQ(notes[0].private_token, "gitlab-token-2");
+  EXPECT_EQ(notes[0].answered, 201);
+  EXPECT_TRUE(Contains(notes[0].body, "Preview pr-8 is up")) << notes[0].body;
 
   // Closed on GitLab: gone.
   const pid_t web = WebPid("pr-8");

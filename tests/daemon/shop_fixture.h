@@ -105,10 +105,12 @@ class ShopFixture : public ::testing::Test {
   // The daemon's configuration: the shop repository, polled only when asked
   // ("1h"), no write-back, the webhook of `forge` if any; the runtime on
   // `ports`, with runtime.previewUrl `preview_url` unless it is empty.
-  std::string ShopConfig(Ports ports, Forge forge = Forge::kNone, const std::string& preview_url = "") const {
+  // `repository_extra`: more keys of the shop repository (", \"forgeApi\": {...}").
+  std::string ShopConfig(Ports ports, Forge forge = Forge::kNone, const std::string& preview_url = "",
+                         const std::string& repository_extra = "") const {
     return "{\"stateDir\": \"@STATE@\", \"listen\": \"127.0.0.1:@PORT@\", \"apiTokensFile\": \"tokens.json\", "
            "\"repositories\": [{\"name\": \"shop\", \"url\": \"" + repo_.file_url() +
-           "\", \"pollInterval\": \"1h\", \"sync\": {\"writeBack\": false}" + Webhook(forge) +
+           "\", \"pollInterval\": \"1h\", \"sync\": {\"writeBack\": false}" + Webhook(forge) + repository_extra +
            "}], \"runtime\": {\"portRange\": [" + std::to_string(ports.first) + ", " + std::to_string(ports.last) +
            "]" + (preview_url.empty() ? "" : ", \"previewUrl\": \"" + preview_url + "\"") +
            "}, \"log\": {\"level\": \"debug\"}}";

@@ -258,14 +258,24 @@ TEST(ModelNodes, KindsPerFlavour) {
   EXPECT_NE(d.message.find("unknown node kind \"Deployment\""), std::string::npos) << d.message;
 }
 
-TEST(ModelNodes, OnlyRawWebhookMessages) {
+TEST(ModelNodes, MessageKinds) {
   std::string raw = R"({"kind": "Message", "spec": {"kind": "RAW_WEBHOOK", "spec": {"webhookUrl": "http://x", "message": "hi"}}})";
   EXPECT_TRUE(LoadText("release-flows/flow.json", Flow(raw)).object);
-  Diagnostic d = OneError("release-flows/flow.json",
-                          Flow(R"({"kind": "Message", "spec": {"kind": "SLACK", "spec": {"message": "hi"}}})"),
-                          "model:unsupported");
-  EXPECT_NE(d.message.find("Message kind \"SLACK\" is not supported"), std::string::npos) << d.message;
-  EXPECT_EQ(d.col, 38);
+  std::string slack = R"({"kind": "Message", "spec": {"kind": "SLACK", "spec": {"webhookUrl": "https://hooks.slack.com/services/T/B/x", "message": "hi"}}})";
+  EXPECT_TRUE(LoadText("release-flows/flow.json", Flow(slack)).object);
+  std::string vcs = R"({"kind": "Message", "spec": {"kind": "VCS", "spec": {"vcsService": "github", "repoUrl": "https://github.com/acme/shop", "pullRequestId": "${refs.app.pullRequestId}", "message": "hi"}}})";
+  EXPECT_TRUE(LoadText("release-flows/flow.json", Flow(vcs)).object) << Dump(LoadText("release-flows/flow.json", Flow(vcs)).diagnostics);
+  // A VCS message needs its pull request; a webhook message its URL.
+  LoadResult r = LoadText("release-flows/flow.json",
+                          Flow(R"({"kind": "Message", "spec": {"kind": "VCS", "spec": {"repoUrl": "shop", "message": "hi"}}})"));
+  EXPECT_FALSE(r.object);
+  EXPECT_NE(Dump(r.diagnostics).find("pullRequestId"), std::string::npos) << Dump(r.diagnostics);
+  r = LoadText("release-flows/flow.json", Flow(R"({"kind": "Message", "spec": {"kind": "SLACK", "spec": {"message": "hi"}}})"));
+  EXPECT_FALSE(r.object);
+  EXPECT_NE(Dump(r.diagnostics).find("webhookUrl"), std::string::npos) << Dump(r.diagnostics);
+  r = LoadText("release-flows/flow.json", Flow(R"({"kind": "Message", "spec": {"kind": "EMAIL", "spec": {"message": "hi"}}})"));
+  EXPECT_FALSE(r.object);
+  EXPECT_NE(Dump(r.diagnostics).find("EMAIL"), std::string::npos) << Dump(r.diagnostics);
 }
 
 TEST(ModelNodes, RootMustBeAWorkflow) {
