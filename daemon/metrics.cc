@@ -125,6 +125,18 @@ void Registry::RemoveWhere(const std::string& name, const std::string& key,
   });
 }
 
+void Registry::RemoveEverywhere(const std::string& key, const std::string& value) {
+  std::lock_guard lock(mu_);
+  for (auto& [name, f] : families_) {
+    std::erase_if(f.series, [&](const auto& entry) {
+      for (const auto& [k, v] : entry.first) {
+        if (k == key && v == value) return true;
+      }
+      return false;
+    });
+  }
+}
+
 void Registry::Replace(const std::string& name,
                        const std::vector<std::pair<Labels, double>>& series) {
   std::lock_guard lock(mu_);
@@ -325,6 +337,8 @@ void DaemonMetrics::RegisterRepository(const std::string& repo) {
   registry_.Add(kSyncTotal, {{"repository", repo}, {"result", "success"}}, 0);
   registry_.Set(kSyncErrors, {{"repository", repo}}, 0);
 }
+
+void DaemonMetrics::ForgetRepository(const std::string& repo) { registry_.RemoveEverywhere("repository", repo); }
 
 void DaemonMetrics::RecordSync(const std::string& repo, const std::string& result,
                                double seconds) {

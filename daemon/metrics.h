@@ -30,6 +30,8 @@ class Registry {
   void Observe(const std::string& name, const Labels& labels, double value);  // histogram
   // Drops every series of `name` whose label `key` equals `value`.
   void RemoveWhere(const std::string& name, const std::string& key, const std::string& value);
+  // The same in every family.
+  void RemoveEverywhere(const std::string& key, const std::string& value);
   // Replaces every series of a counter or gauge at once (a scrape never
   // sees the family half updated).
   void Replace(const std::string& name, const std::vector<std::pair<Labels, double>>& series);
@@ -74,6 +76,9 @@ class DaemonMetrics {
   DaemonMetrics();
 
   void RegisterRepository(const std::string& repo);
+  // A repository a reload removed: its series go (a dashboard would
+  // otherwise show it stale forever).
+  void ForgetRepository(const std::string& repo);
   // result: "success", "fetch_error" or "error".
   void RecordSync(const std::string& repo, const std::string& result, double seconds);
   void RecordFetchFailure(const std::string& repo);

@@ -239,6 +239,7 @@ std::vector<std::string> NeedsRestart(const Config& now, const Config& next) {
   check("runtime.portRange", std::to_string(now.port_range_first) + "-" + std::to_string(now.port_range_last),
         std::to_string(next.port_range_first) + "-" + std::to_string(next.port_range_last));
   check("runtime.previewUrl", now.preview_url, next.preview_url);
+  check("log.format", now.log_format, next.log_format);
   auto pg = [](const Config& c) {
     return c.postgres ? c.postgres->user + "@" + c.postgres->host + ":" + std::to_string(c.postgres->port) +
                             " " + c.postgres->password_file
@@ -299,7 +300,7 @@ class Daemon {
     poller_ = std::make_unique<Poller>(*store_, metrics_, std::move(targets), autorun_.get());
 
     auto forge_hooks = ReadForgeHooks(config);
-    if (!forge_hooks) return Fatal(forge_hooks.error().message);
+    if (!forge_hooks) return Fatal(forge_hooks.error().message, kExitConfig);
     SetForgeHooks(std::move(*forge_hooks));
     ApiOptions api_options;
     api_options.listen = config.listen;
@@ -518,6 +519,7 @@ class Daemon {
     kept.port_range_first = config_.port_range_first;
     kept.port_range_last = config_.port_range_last;
     kept.preview_url = config_.preview_url;
+    kept.log_format = config_.log_format;
     kept.postgres = config_.postgres;
     kept.api_tokens_file = tokens_ ? next->api_tokens_file : config_.api_tokens_file;
     config_ = std::move(kept);
@@ -538,6 +540,7 @@ class Daemon {
         spdlog::warn("repository {}: its sync is still running; it ends by itself", name);
       }
       mirrors_->Remove(name);
+      metrics_.ForgetRepository(name);
     }
     for (PollTarget& target : starting) {
       const RepositorySettings& r = *after.at(target.name);
@@ -592,7 +595,12 @@ class Daemon {
   static void BoundShutdown() {
     std::chrono::milliseconds bound{20'000};
     if (const char* text = std::getenv("GITOPSD_STOP_TIMEOUT"); text && *text) {
-      if (auto d = ParseDuration(text)) bound = *d;
+      if (auto d = ParseDuration(text)) {
+        bound = *d;
+      } else {
+        spdlog::warn("GITOPSD_STOP_TIMEOUT={}: not a duration (e.g. 20s); the shutdown is bounded by {}", text,
+                     FormatDuration(bound));
+      }
     }
     std::thread([bound] {
       std::this_thread::sleep_for(bound);

@@ -346,7 +346,7 @@ int RunTokenCreate(const Globals& g, const std::string& name, const std::string&
   }
   std::printf(
       "New %s token \"%s\" (shown only now; gitopsd keeps just its hash):\n  %s\n\n"
-      "Add this entry to the array in the tokens file (\"apiTokensFile\") and restart gitopsd:\n"
+      "Add this entry to the array in the tokens file (\"apiTokensFile\") and reload gitopsd (systemctl reload gitopsd, or SIGHUP):\n"
       "  %s\n",
       role.c_str(), name.c_str(), token.c_str(), line.c_str());
   return kExitOk;

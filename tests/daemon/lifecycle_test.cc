@@ -104,6 +104,9 @@ TEST_F(LifecycleTest, ASighupAddsAndRemovesRepositoriesWithoutARestart) {
   ASSERT_TRUE(LogSays("configuration reloaded: 1 repositories"));
   EXPECT_EQ(SyncedRepositories(), std::vector<std::string>{"billing"});
   EXPECT_EQ(daemon_.Post("/api/v1/repositories/shop/sync", Writer()).status, 404);
+  const std::string metrics = daemon_.Get("/metrics").body;
+  EXPECT_FALSE(Contains(metrics, "repository=\"shop\"")) << "its series are gone";
+  EXPECT_TRUE(Contains(metrics, "repository=\"billing\"")) << metrics;
   ASSERT_TRUE(billing_.Git({"pull", "-q", "--ff-only", "origin", "main"}).ok());
   ASSERT_TRUE(billing_.WriteFile(".gitops/templates/invoice.json", TemplateJson("invoice", "billing v3")));
   ASSERT_FALSE(billing_.Commit("billing v3").empty());
