@@ -25,6 +25,7 @@
 #include "daemon/triggers/trigger_store.h"
 #include "daemon/logging.h"
 #include "daemon/metrics.h"
+#include "daemon/forge_api.h"
 #include "daemon/mirrors.h"
 #include "daemon/notify.h"
 #include "daemon/poller.h"
@@ -210,7 +211,7 @@ std::string_view TrimmedUrl(std::string_view url) {
 // A repository's forge API (forgeApi), with the names it is known by.
 struct ForgeApiEntry {
   std::string name, url, forge_url;
-  runner::ForgeApiAccess access;
+  ForgeApiAccess access;
 };
 
 std::vector<ForgeApiEntry> ForgeApisOf(const Config& config) {
@@ -219,7 +220,7 @@ std::vector<ForgeApiEntry> ForgeApisOf(const Config& config) {
     if (r.forge_api_type.empty()) continue;
     const std::string& web = r.webhook_forge_url.empty() ? r.url : r.webhook_forge_url;
     out.push_back(ForgeApiEntry{r.name, r.url, r.webhook_forge_url,
-                                runner::ForgeApiAccess{r.forge_api_type, r.forge_api_url, ProjectPath(web),
+                                ForgeApiAccess{r.forge_api_type, r.forge_api_url, ProjectPath(web),
                                                        r.forge_api_token}});
   }
   return out;
@@ -422,7 +423,7 @@ class Daemon {
   }
 
   // The forge API a VCS Message's repoUrl (or repository name) names.
-  Result<runner::ForgeApiAccess> ForgeApiFor(const std::string& repo) {
+  Result<ForgeApiAccess> ForgeApiFor(const std::string& repo) {
     std::lock_guard lock(hooks_mu_);
     for (const ForgeApiEntry& e : forge_apis_) {
       if (e.name == repo || TrimmedUrl(e.url) == TrimmedUrl(repo) ||

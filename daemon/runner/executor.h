@@ -58,6 +58,7 @@
 #include <memory>
 #include <string>
 
+#include "daemon/forge_api.h"
 #include "daemon/runner/engine.h"
 #include "sync/status.h"
 
@@ -74,14 +75,7 @@ class ResourceRegistry;
 
 namespace gitopsd::runner {
 
-// A forge's REST API, as a VCS Message node needs it to comment on a pull
-// request of a configured repository.
-struct ForgeApiAccess {
-  std::string forge;    // "github", "gitlab" or "gitea"
-  std::string api_url;  // e.g. https://api.github.com, https://gitlab.example.com/api/v4 (no trailing /)
-  std::string project;  // "acme/shop"
-  std::string token;    // never logged
-};
+using daemon::ForgeApiAccess;
 
 struct RuntimeDeps {
   runtime::BuildRunner* builds = nullptr;
