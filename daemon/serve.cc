@@ -150,11 +150,13 @@ void ApplyEnvironment(runner::EngineOptions* options) {
 }
 
 // Preview timing for tests: GITOPSD_PREVIEW_TICK (how often the manager
-// carries previews on) and GITOPSD_PREVIEW_MINUTE (how long a minute of
-// options.expiry.previewLifetime lasts).
+// carries previews on), GITOPSD_PREVIEW_MINUTE (how long a minute of
+// options.expiry.previewLifetime lasts) and GITOPSD_PREVIEW_FORGE_CHECK (how
+// often forges are asked whether pull requests are still open).
 void ApplyEnvironment(PreviewDeps* deps) {
   for (auto [name, out] : {std::pair{"GITOPSD_PREVIEW_TICK", &deps->tick},
-                           std::pair{"GITOPSD_PREVIEW_MINUTE", &deps->minute}}) {
+                           std::pair{"GITOPSD_PREVIEW_MINUTE", &deps->minute},
+                           std::pair{"GITOPSD_PREVIEW_FORGE_CHECK", &deps->forge_check}}) {
     const char* text = std::getenv(name);
     if (!text || !*text) continue;
     auto d = ParseDuration(text);
@@ -420,6 +422,15 @@ class Daemon {
           std::make_unique<sync::WriteBack>(*target.reconciler, *store_, *loader_, ToWriteBackConfig(s));
     }
     return target;
+  }
+
+  // The forge API of a configured repository, by name; nullopt when it has none.
+  std::optional<ForgeApiAccess> ForgeApiOf(const std::string& repository) {
+    std::lock_guard lock(hooks_mu_);
+    for (const ForgeApiEntry& e : forge_apis_) {
+      if (e.name == repository && !e.access.project.empty()) return e.access;
+    }
+    return std::nullopt;
   }
 
   // The forge API a VCS Message's repoUrl (or repository name) names.
@@ -707,6 +718,18 @@ class Daemon {
                              .resources = resources_.get(),
                              .state_dir = dir,
                              .url_template = config.preview_url,
+                             .pull_request_open = [this](const std::string& repository,
+                                                         const std::string& number) -> Result<std::optional<bool>> {
+                               auto api = ForgeApiOf(repository);
+                               if (!api) return std::nullopt;
+                               auto state = GetPullRequest(*api, number, std::chrono::seconds(10));
+                               if (!state) return std::unexpected(state.error());
+                               return state->open;
+                             },
+                             .pull_request_closed = [this](const std::string& repository, const std::string& number,
+                                                           const std::string& why) {
+                               NotePullRequest(repository, number, "", false, false, why);
+                             },
                              .on_gone = [this](const std::string& repository) {
                                if (dispatcher_) dispatcher_->RequestLook(repository);
                              }};

@@ -179,9 +179,14 @@ void PreviewManager::Start() {
   stopping_ = false;
   thread_ = std::thread([this] {
     std::unique_lock lock(thread_mu_);
+    auto next_forge_check = std::chrono::steady_clock::now();
     while (!stopping_) {
       lock.unlock();
       Tick();
+      if (d_.pull_request_open && std::chrono::steady_clock::now() >= next_forge_check) {
+        CheckPullRequests();
+        next_forge_check = std::chrono::steady_clock::now() + d_.forge_check;
+      }
       lock.lock();
       wake_.wait_for(lock, d_.tick, [&] { return stopping_; });
     }
@@ -486,6 +491,26 @@ void PreviewManager::Tick() {
       (void)BeginTeardown(p, false, "it expired (options.expiry.previewLifetime)");
     }
     if (p.status == PreviewStatus::kTearingDown) FinishTeardown(p);
+  }
+}
+
+void PreviewManager::CheckPullRequests() {
+  auto live = d_.previews->List();
+  if (!live) return;
+  for (const Preview& p : *live) {
+    if (p.pull_request.empty() || p.status == PreviewStatus::kTearingDown) continue;
+    auto open = d_.pull_request_open(p.repository, p.pull_request);
+    if (!open) {
+      spdlog::warn("previews: preview {}: cannot ask the forge about pull request #{}: {}", p.name, p.pull_request,
+                   open.error().message);
+      continue;
+    }
+    if (!*open || **open) continue;  // no forge API, or still open
+    spdlog::info("previews: preview {}: pull request #{} of {} is closed on the forge", p.name, p.pull_request,
+                 p.repository);
+    if (d_.pull_request_closed) {
+      d_.pull_request_closed(p.repository, p.pull_request, "pull request #" + p.pull_request + " is closed on the forge");
+    }
   }
 }
 

@@ -89,6 +89,19 @@ struct PreviewDeps {
   // The minute of the week now, for options.schedule (Monday 00:00 is 0);
   // unset: the host's local time.
   std::function<int()> minute_of_week = {};
+  // Whether pull request `number` of the configured repository is open, as
+  // its forge's API says (repositories[].forgeApi): nullopt when the
+  // repository has no forge API. Unset: never asked. With it, previews of
+  // pull requests closed on a forge that keeps their refs (GitHub) end
+  // without webhooks: every `forge_check`, each live pull request preview's
+  // state is asked, and a closed one goes to `pull_request_closed`.
+  std::function<Result<std::optional<bool>>(const std::string& repository, const std::string& number)>
+      pull_request_open = {};
+  std::function<void(const std::string& repository, const std::string& number, const std::string& why)>
+      pull_request_closed = {};
+  // Five minutes: 100 live previews ask 1,200 times an hour, well within
+  // GitHub's 5,000 an hour for a token.
+  std::chrono::milliseconds forge_check{300'000};
   // Called (with the preview's repository) when a preview is gone: events
   // that waited for it are tried again on the look it asks for.
   std::function<void(const std::string& repository)> on_gone;
@@ -135,6 +148,10 @@ class PreviewManager final : public PreviewFiring {
   Result<previews::Preview> ResetExpiry(const std::string& name, int64_t lifetime_minutes);
   // Carries every live preview one step on; the manager's thread calls it.
   void Tick();
+  // Asks the forge whether each live pull request preview's pull request is
+  // still open (see PreviewDeps::pull_request_open); the manager's thread
+  // calls it every forge_check. Takes no lock while it asks.
+  void CheckPullRequests();
 
  private:
   Result<previews::Preview> Create(const triggers::TriggerEvent& event, const json::Value& body,

@@ -8,6 +8,7 @@
 #include <Poco/Net/ServerSocket.h>
 #include <Poco/StreamCopier.h>
 
+#include <map>
 #include <regex>
 
 #include "sync/json.h"
@@ -16,6 +17,7 @@ namespace gitopsd::test {
 
 struct FakeForgeApi::State {
   std::string token;
+  std::map<int, bool> closed;  // number -> merged
   mutable std::mutex mu;
   std::vector<Received> received;
   int next_id = 1000;
@@ -57,6 +59,7 @@ class Handler : public Poco::Net::HTTPRequestHandler {
     auto body = json::Parse(r.body);
     const json::Value* text = body && body->is_object() ? body->Find("body") : nullptr;
     const std::string said = text && text->is_string() ? text->as_string() : "";
+    if (r.method == "GET") return PullRequest(r);
     if (r.method != "POST") return {405, R"({"message": "Method Not Allowed"})"};
     int id = 0;
     {
@@ -87,6 +90,32 @@ class Handler : public Poco::Net::HTTPRequestHandler {
                            "#issuecomment-" + std::to_string(id))};
     }
     return {404, R"({"message": "Not Found"})"};
+  }
+
+  std::pair<int, std::string> PullRequest(const FakeForgeApi::Received& r) {
+    static const std::regex github(R"(^/repos/[^/]+/[^/]+/pulls/([0-9]+)$)");
+    static const std::regex gitlab(R"(^/api/v4/projects/[^/]+/merge_requests/([0-9]+)$)");
+    static const std::regex gitea(R"(^/api/v1/repos/[^/]+/[^/]+/pulls/([0-9]+)$)");
+    std::smatch m;
+    auto state_of = [&](int number) {
+      std::lock_guard lock(state_->mu);
+      auto it = state_->closed.find(number);
+      return it == state_->closed.end() ? std::pair{false, false} : std::pair{true, it->second};
+    };
+    if (std::regex_match(r.uri, m, gitlab)) {
+      if (r.private_token != state_->token) return {401, R"({"message": "401 Unauthorized"})"};
+      const auto [closed, merged] = state_of(std::stoi(m[1].str()));
+      return {200, R"({"iid": )" + m[1].str() + R"(, "state": ")" +
+                       (closed ? (merged ? "merged" : "closed") : "opened") + R"(", "draft": false})"};
+    }
+    const bool is_github = std::regex_match(r.uri, m, github);
+    if (!is_github && !std::regex_match(r.uri, m, gitea)) return {404, R"({"message": "Not Found"})"};
+    if (r.authorization != (is_github ? "Bearer " : "token ") + state_->token) {
+      return {401, R"({"message": "Bad credentials"})"};
+    }
+    const auto [closed, merged] = state_of(std::stoi(m[1].str()));
+    return {200, R"({"number": )" + m[1].str() + R"(, "state": ")" + (closed ? "closed" : "open") +
+                     R"(", "merged": )" + (merged ? "true" : "false") + R"(, "draft": false})"};
   }
 
   std::shared_ptr<FakeForgeApi::State> state_;
@@ -123,6 +152,11 @@ FakeForgeApi::FakeForgeApi(std::string token) : state_(std::make_shared<State>()
 FakeForgeApi::~FakeForgeApi() = default;
 
 int FakeForgeApi::port() const { return server_->http.port(); }
+
+void FakeForgeApi::ClosePullRequest(int number, bool merged) {
+  std::lock_guard lock(state_->mu);
+  state_->closed[number] = merged;
+}
 
 std::vector<FakeForgeApi::Received> FakeForgeApi::received() const {
   std::lock_guard lock(state_->mu);

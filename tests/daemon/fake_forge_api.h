@@ -7,6 +7,11 @@
 //           PRIVATE-TOKEN: TOKEN                 -> 201 {id, body, noteable_type}
 //   Gitea   POST /api/v1/repos/{owner}/{repo}/issues/{index}/comments
 //           Authorization: token TOKEN           -> 201 {id, html_url, body}
+// and the state of a pull request:
+//   GitHub  GET /repos/{owner}/{repo}/pulls/{number}      -> {number, state "open"|"closed", merged, draft}
+//   GitLab  GET /api/v4/projects/{id}/merge_requests/{iid} -> {iid, state "opened"|"closed"|"merged", draft}
+//   Gitea   GET /api/v1/repos/{owner}/{repo}/pulls/{index}  -> {number, state "open"|"closed", merged}
+// (open unless SetPullRequest says otherwise).
 // A wrong token gets 401 with the forge's error body; any other path 404.
 // Every request is recorded.
 #pragma once
@@ -33,6 +38,8 @@ class FakeForgeApi {
   int port() const;
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port()); }
   std::vector<Received> received() const;
+  // Pull request `number` is closed from now on (merged or not).
+  void ClosePullRequest(int number, bool merged);
 
   struct State;  // shared with the request handlers
 

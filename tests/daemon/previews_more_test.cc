@@ -489,6 +489,45 @@ TEST_F(PreviewsMoreTest, APreviewPostsItsAddressOnItsPullRequest) {
   EXPECT_FALSE(Contains(daemon_.Output(), "revoked-token"));
 }
 
+// Without webhooks, a pull request closed on GitHub keeps its
+// refs/pull/N/head: the forge's API (forgeApi) says it is closed, and its
+// preview ends; later looks do not bring it back.
+TEST_F(PreviewsMoreTest, APullRequestClosedOnTheForgeEndsItsPreviewWithoutWebhooks) {
+  FakeForgeApi github("forge-token-3");
+  ASSERT_TRUE(WriteTextFile(dir_.Sub("github.token"), "forge-token-3\n"));
+  forge_api_ = R"(, "webhook": {"type": "github", "secretFile": "hook.secret", "forgeUrl": "https://github.com/acme/shop"}, )"
+               R"("forgeApi": {"type": "github", "url": ")" + github.url() + R"(", "tokenFile": "github.token"})";
+  daemon_.SetEnv("GITOPSD_PREVIEW_FORGE_CHECK", "300ms");
+  Start(Forge::kNone);
+  if (HasFatalFailure()) return;
+  PushPullRequest(31, "feature/merged-later", "31");
+  PushPullRequest(32, "feature/stays-open", "32");
+  Look();
+  ASSERT_TRUE(WaitForStatus("pr-31", "ready"));
+  ASSERT_TRUE(WaitForStatus("pr-32", "ready"));
+  const pid_t web = WebPid("pr-31");
+  auto asked = [&](const std::string& uri) {
+    int n = 0;
+    for (const auto& r : github.received()) n += r.method == "GET" && r.uri == uri ? 1 : 0;
+    return n;
+  };
+  ASSERT_TRUE(WaitUntil([&] { return asked("/repos/acme/shop/pulls/31") >= 2; }, seconds(10)));
+  EXPECT_EQ(Status("pr-31"), "ready") << "open on the forge: it stays";
+
+  github.ClosePullRequest(31, /*merged=*/true);
+  ASSERT_TRUE(WaitForStatus("pr-31", "gone"));
+  EXPECT_TRUE(LogSays("pull request #31 of shop is closed on the forge"));
+  EXPECT_TRUE(ServiceNamed("web-pr-31").is_null());
+  EXPECT_TRUE(WaitUntil([&] { return !Alive(web); }, seconds(10))) << "its web process is gone";
+  EXPECT_TRUE(WaitUntil([&] { return !fs::exists(daemon_.state_dir() + "/addons/db-pr-31"); }, seconds(10)));
+  EXPECT_FALSE(ServiceNamed("web-pr-32").is_null()) << "the open one stays";
+  Look();  // refs/pull/31/head is still there: no new preview for a closed pull request
+  EXPECT_EQ(Status("pr-31"), "gone");
+  EXPECT_EQ(Status("pr-32"), "ready");
+  EXPECT_EQ(LivePreviews(), 1u);
+  EXPECT_FALSE(Contains(daemon_.Output(), "forge-token-3")) << "the token is never logged";
+}
+
 TEST_F(PreviewsMoreTest, WhatAPreviewRecordedGoneLeftBehindIsSweptAtTheNextStart) {
   Start(Forge::kNone);
   if (HasFatalFailure()) return;
