@@ -103,8 +103,8 @@ class ReleasePgTest : public ::testing::Test {
   // Whatever service the runtime started outlives the daemon: end it by pid.
   void TearDown() override {
     if (!started_) return;
-    KillReportedServices(daemon_);
-    daemon_.Stop();
+    daemon_.Stop();  // first: its supervisor would restart a service killed under it
+    for (pid_t pid : ProcessesIn(daemon_.state_dir())) ::kill(pid, SIGKILL);
   }
 
   json::Value Concluded(int64_t id) { return test::Concluded(daemon_, id, std::chrono::seconds(30)); }

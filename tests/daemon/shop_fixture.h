@@ -4,9 +4,9 @@
 // A test copies the example into its own bare repository (CopyShop, then
 // edits if it needs them, then CommitShop), writes the API tokens (write
 // token "ci", kWriteToken) and, for webhooks, the shared secret, then starts
-// the daemon on ShopConfig(...). TearDown ends every process running in the
-// test's state folder, by pid (services and jobs outlive the daemon by
-// design), then the daemon.
+// the daemon on ShopConfig(...). TearDown stops the daemon, then ends every
+// process running in the test's state folder, by pid (services and jobs
+// outlive the daemon by design).
 //
 // Each test file gives its own port range to the runtime: ctest runs test
 // processes in parallel, and two daemons handing out one range would race
@@ -65,8 +65,10 @@ class ShopFixture : public ::testing::Test {
   }
 
   void TearDown() override {
-    for (pid_t pid : ProcessesIn(daemon_.state_dir())) ::kill(pid, SIGKILL);
+    // The daemon first: while it runs, its supervisor would start again a
+    // service killed under it, and that one would outlive the test.
     daemon_.Stop();
+    for (pid_t pid : ProcessesIn(daemon_.state_dir())) ::kill(pid, SIGKILL);
   }
 
   // examples/shop into the work clone, bin/shop executable; not committed.
