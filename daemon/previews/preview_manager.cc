@@ -501,9 +501,11 @@ void PreviewManager::CheckPullRequests() {
     if (p.pull_request.empty() || p.status == PreviewStatus::kTearingDown) continue;
     auto open = d_.pull_request_open(p.repository, p.pull_request);
     if (!open) {
-      spdlog::warn("previews: preview {}: cannot ask the forge about pull request #{}: {}", p.name, p.pull_request,
-                   open.error().message);
-      continue;
+      // The forge does not answer: the others wait for the next round rather
+      // than hold the previews' thread one timeout each.
+      spdlog::warn("previews: preview {}: cannot ask the forge about pull request #{}: {}; asking again later",
+                   p.name, p.pull_request, open.error().message);
+      return;
     }
     if (!*open || **open) continue;  // no forge API, or still open
     spdlog::info("previews: preview {}: pull request #{} of {} is closed on the forge", p.name, p.pull_request,

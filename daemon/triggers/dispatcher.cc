@@ -237,6 +237,7 @@ void Dispatcher::Handle(const TriggerEvent& event, const std::vector<WatchingFlo
   const WatchingFlow* flow = nullptr;
   const GitTrigger* trigger = FindTrigger(flows, event, &flow);
   auto skip = [&](const std::string& reason) {
+    waiting_logged_.erase(event.id);
     spdlog::info("triggers: {}: not fired: {}", Describe(event), reason);
     if (options_.on_event) options_.on_event(false);
     (void)store_.MarkSkipped(event.id, reason);
