@@ -21,7 +21,10 @@ constexpr const char* kServeFooter = R"(Examples:
   gitopsd serve --repo ./my-repo --poll-interval 5s   # quick mode, no config file
 
 Quick mode syncs one repository; its name is the URL's last segment, and state goes
-to ./.gitopsd-state unless --state-dir says otherwise. Stop with SIGTERM or Ctrl-C.
+to ./.gitopsd-state unless --state-dir says otherwise. Stop with SIGTERM or Ctrl-C
+(running jobs and services go on; the next start adopts them). SIGHUP reloads the
+configuration file (repositories, secrets, tokens, log level); a bad one is refused
+and the running configuration stays.
 Logs go to stdout; under systemd (JOURNAL_STREAM names stdout) each line carries its
 syslog priority (<6> info, <4> warn, <3> error) and no time, which the journal adds.
 Exit codes: 0 stopped cleanly, 1 runtime failure (state database, listen address),
